@@ -1,0 +1,784 @@
+// The connection guard: a net.Conn wrapper between the client and
+// mhale/smtpd that follows the SMTP dialogue. It hands the library one
+// validated command (or one validated DATA body) at a time and sees every
+// reply, so it always knows the protocol moment of its session, rejects
+// what would desynchronise the library (SMTP smuggling, bare LF, over-long
+// lines, junk addresses), answers what the library cannot say, and gives
+// hooks their say before each reply.
+
+package fakesmtp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// replyTo says which command the next reply from the library answers.
+type replyTo int
+
+const (
+	replyGreeting replyTo = iota
+	replyOther
+	replyHelo
+	replyMail
+	replyRcpt
+	replyData
+	replyDataEnd
+	replyInternal // the guard's own RSET after a failed DATA: swallowed
+	replyQuit
+)
+
+const (
+	readBufSize = 4096
+	rsetLine    = "RSET\r\n"
+)
+
+var dataEnd = []byte(".\r\n")
+
+// protoError is a client mistake the guard answers itself.
+type protoError struct {
+	kind  string // metric label
+	reply string
+	fatal bool // the dialogue cannot be trusted any more: close
+}
+
+func (e *protoError) Error() string { return e.kind + ": " + e.reply }
+
+// closedError is what the library reads once the guard has ended a session.
+// It is a net.Error that is not a timeout, so the library stops quietly
+// instead of writing a reply of its own.
+type closedError struct{ why string }
+
+func (e closedError) Error() string   { return "fakesmtp: session closed: " + e.why }
+func (closedError) Timeout() bool     { return false }
+func (closedError) Temporary() bool   { return false }
+func (e closedError) Unwrap() error   { return net.ErrClosed }
+func (e closedError) Is(t error) bool { return t == net.ErrClosed }
+
+// sessionAddr is the RemoteAddr the library sees. It does not parse as
+// host:port, so the library's reverse DNS lookup fails at once instead of
+// waiting on a resolver, and the handler finds its session through it.
+type sessionAddr struct{ s *session }
+
+func (a sessionAddr) Network() string { return "onecopy" }
+func (a sessionAddr) String() string  { return "session-" + strconv.FormatUint(a.s.id, 10) }
+
+// session is one guarded connection. Read and Write are called only by the
+// library's session goroutine; mu guards what Close and Sessions touch.
+type session struct {
+	srv     *Server
+	id      uint64
+	raw     net.Conn
+	remote  string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started time.Time
+
+	rbuf       []byte
+	rpos, rend int
+	pending    []byte // validated bytes the library has yet to read
+
+	expect     replyTo
+	wpart      []byte // a reply the library has not finished writing
+	inTx       bool
+	rcpts      []string
+	rcptWanted string
+	messages   int
+	errors     int
+	needReset  bool
+
+	// DATA state
+	inData    bool
+	streamed  bool // MomentDataStreaming was announced
+	lineLen   int
+	cr        bool
+	firstDot  bool
+	size      int
+	oversize  bool
+	atLineBeg bool // what was forwarded ends at a line start
+	outcome   Action
+	messageID string
+
+	moment atomic.Int32
+	since  atomic.Int64
+
+	mu         sync.Mutex
+	committing bool // a message is between its final dot and its reply
+	shutdown   bool
+	closed     bool
+	doneOnce   sync.Once
+}
+
+func newSession(srv *Server, raw net.Conn, id uint64) *session {
+	ctx, cancel := context.WithCancel(srv.ctx)
+	s := &session{
+		srv:     srv,
+		id:      id,
+		raw:     raw,
+		remote:  raw.RemoteAddr().String(),
+		ctx:     ctx,
+		cancel:  cancel,
+		started: time.Now(),
+		rbuf:    make([]byte, readBufSize),
+	}
+	s.setMoment(MomentConnect)
+	return s
+}
+
+func (s *session) setMoment(m Moment) {
+	s.moment.Store(int32(m))
+	s.since.Store(time.Now().UnixNano())
+}
+
+func (s *session) info() SessionInfo {
+	s.mu.Lock()
+	msgs := s.messages
+	s.mu.Unlock()
+	return SessionInfo{
+		ID:       s.id,
+		Moment:   Moment(s.moment.Load()),
+		Since:    time.Unix(0, s.since.Load()),
+		Remote:   s.remote,
+		Messages: msgs,
+	}
+}
+
+// hook asks the server's hooks what to do at moment m and applies the delay.
+func (s *session) hook(m Moment, ev Event) Action {
+	if len(s.srv.opts.Hooks) == 0 {
+		return Action{}
+	}
+	ev.Moment, ev.Session, ev.Time, ev.Messages = m, s.id, time.Now(), s.messages
+	if ev.Recipients == nil && m >= MomentDataEnd {
+		ev.Recipients = s.rcpts
+	}
+	var act Action
+	for _, h := range s.srv.opts.Hooks {
+		a := h.At(s.ctx, &ev)
+		if a.zero() {
+			continue
+		}
+		s.srv.metrics.fault(a.Fault)
+		act.Delay += a.Delay
+		if a.Reply != "" || a.Close {
+			act.Reply, act.Close, act.Fault = a.Reply, a.Close, a.Fault
+			break
+		}
+	}
+	if act.Delay > 0 {
+		t := time.NewTimer(act.Delay)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+		}
+	}
+	return act
+}
+
+// LocalAddr, RemoteAddr and the deadline setters make session a net.Conn.
+// Deadlines belong to the guard: the library's are ignored.
+func (s *session) LocalAddr() net.Addr                { return s.raw.LocalAddr() }
+func (s *session) RemoteAddr() net.Addr               { return sessionAddr{s} }
+func (s *session) SetDeadline(time.Time) error        { return nil }
+func (s *session) SetReadDeadline(time.Time) error    { return nil }
+func (s *session) SetWriteDeadline(time.Time) error   { return nil }
+
+// Close is called by the library when its session ends.
+func (s *session) Close() error {
+	s.closeRaw()
+	s.doneOnce.Do(func() {
+		s.setMoment(MomentClosed)
+		s.cancel()
+		s.srv.sessionDone(s)
+	})
+	return nil
+}
+
+func (s *session) closeRaw() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.raw.Close()
+	}
+}
+
+// stop is the server shutting down: a session that is not committing a
+// message is told 421 and closed now; one that is committing finishes its
+// reply first and closes itself after it.
+func (s *session) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutdown = true
+	if s.committing || s.closed {
+		return
+	}
+	s.writeLocked("421 4.3.2 Service shutting down, closing transmission channel\r\n")
+	s.closed = true
+	s.raw.Close()
+}
+
+// writeRaw sends bytes to the client under the write deadline.
+func (s *session) writeRaw(b string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return closedError{"connection already closed"}
+	}
+	return s.writeLocked(b)
+}
+
+func (s *session) writeLocked(b string) error {
+	s.raw.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
+	_, err := io.WriteString(s.raw, b)
+	return err
+}
+
+// reply writes one reply to the client after the latency hook, and ends the
+// session after too many errors.
+func (s *session) reply(line string) error {
+	if a := s.hook(MomentReply, Event{Reply: line}); a.Reply != "" || a.Close {
+		return s.abort(a.Reply, a.Fault)
+	}
+	if err := s.writeRaw(line + "\r\n"); err != nil {
+		return err
+	}
+	if code := replyCode(line); code == 500 || code == 501 || code == 503 {
+		s.errors++
+		if s.errors >= s.srv.opts.MaxErrors {
+			s.srv.protocolError(s, "too_many_errors", line)
+			return s.abort("421 4.7.0 Too many errors, closing transmission channel", "")
+		}
+	}
+	return nil
+}
+
+// abort writes a last reply (if any) and closes the connection.
+func (s *session) abort(last, why string) error {
+	if last != "" {
+		s.writeRaw(last + "\r\n")
+	}
+	s.closeRaw()
+	if why == "" {
+		why = last
+	}
+	return closedError{why}
+}
+
+// fail handles an error met while reading from the client.
+func (s *session) fail(err error) error {
+	var pe *protoError
+	switch {
+	case errors.As(err, &pe):
+		s.srv.protocolError(s, pe.kind, pe.reply)
+		if pe.fatal {
+			return s.abort(pe.reply, pe.kind)
+		}
+		return s.reply(pe.reply)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		kind := "idle_timeout"
+		if time.Since(s.started) >= s.srv.opts.SessionTimeout {
+			kind = "session_timeout"
+		}
+		s.srv.protocolError(s, kind, "")
+		return s.abort("421 4.4.2 "+strings.ReplaceAll(kind, "_", " ")+", closing transmission channel", kind)
+	}
+	s.closeRaw()
+	return closedError{err.Error()}
+}
+
+// fill reads more client bytes into rbuf, keeping what is unread.
+func (s *session) fill(deadline time.Time) error {
+	if s.rpos > 0 {
+		s.rend = copy(s.rbuf, s.rbuf[s.rpos:s.rend])
+		s.rpos = 0
+	}
+	if s.rend == len(s.rbuf) {
+		return &protoError{"line_too_long", "500 5.5.2 Line too long", true}
+	}
+	if cap := s.started.Add(s.srv.opts.SessionTimeout); cap.Before(deadline) {
+		deadline = cap
+	}
+	s.raw.SetReadDeadline(deadline)
+	n, err := s.raw.Read(s.rbuf[s.rend:])
+	s.rend += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// readLine returns the next command line without its CRLF.
+func (s *session) readLine() (string, error) {
+	deadline := time.Now().Add(s.srv.opts.IdleTimeout)
+	for {
+		buf := s.rbuf[s.rpos:s.rend]
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			s.rpos += i + 1
+			if i+1 > s.srv.opts.MaxLineLength {
+				return "", &protoError{"line_too_long", "500 5.5.2 Line too long", true}
+			}
+			if i == 0 || buf[i-1] != '\r' {
+				return "", &protoError{"bare_lf", "500 5.5.2 Bare <LF> received: lines must end with <CR><LF>", true}
+			}
+			line := buf[:i-1]
+			if bytes.IndexByte(line, '\r') >= 0 {
+				return "", &protoError{"bare_cr", "500 5.5.2 Bare <CR> received", true}
+			}
+			if bytes.IndexByte(line, 0) >= 0 {
+				return "", &protoError{"nul", "500 5.5.2 NUL in command", false}
+			}
+			return string(line), nil
+		}
+		if len(buf) >= s.srv.opts.MaxLineLength {
+			return "", &protoError{"line_too_long", "500 5.5.2 Line too long", true}
+		}
+		if err := s.fill(deadline); err != nil {
+			return "", err
+		}
+	}
+}
+
+// Read gives the library its next validated unit.
+func (s *session) Read(p []byte) (int, error) {
+	for len(s.pending) == 0 {
+		var err error
+		switch {
+		case s.inData:
+			err = s.nextData()
+		case s.needReset:
+			s.needReset = false
+			s.expect = replyInternal
+			s.pending = []byte(rsetLine)
+		default:
+			err = s.nextCommand()
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, s.pending)
+	s.pending = s.pending[n:]
+	return n, nil
+}
+
+func (s *session) resetTx() {
+	s.inTx = false
+	s.rcpts = s.rcpts[:0]
+}
+
+// nextCommand reads commands until one is for the library, answering the
+// ones the guard handles itself.
+func (s *session) nextCommand() error {
+	for {
+		line, err := s.readLine()
+		if err != nil {
+			if err = s.fail(err); err != nil {
+				return err
+			}
+			continue
+		}
+		verb, arg := splitCommand(line)
+		reply, pass := "", line
+		s.expect = replyOther
+		switch verb {
+		case "HELO", "EHLO":
+			if !validDomain(arg) {
+				s.srv.protocolError(s, "bad_helo", line)
+				reply = "501 5.5.4 Invalid domain in " + verb
+				break
+			}
+			s.resetTx()
+			s.expect = replyHelo
+		case "MAIL":
+			addr, params, ok := parsePath(arg, "FROM:")
+			switch {
+			case !ok:
+				s.srv.protocolError(s, "bad_address", line)
+				reply = "501 5.1.7 Bad sender address syntax"
+			case s.inTx:
+				reply = "503 5.5.1 Nested MAIL command"
+			default:
+				if a := s.hook(MomentMail, Event{Address: Normalize(addr)}); a.Reply != "" || a.Close {
+					return s.answer(a)
+				}
+				s.setMoment(MomentMail)
+				pass = "MAIL FROM:<" + addr + ">" + params
+				s.expect = replyMail
+			}
+		case "RCPT":
+			if !s.inTx {
+				break // the library answers 503
+			}
+			addr, _, ok := parsePath(arg, "TO:")
+			key := Normalize(addr)
+			switch {
+			case !ok:
+				s.srv.protocolError(s, "bad_address", line)
+				reply = "501 5.1.3 Bad recipient address syntax"
+			case key == "":
+				reply = "501 5.1.3 Null recipient <> not allowed"
+			case contains(s.rcpts, key):
+				reply = "250 2.1.5 Ok (duplicate recipient, counted once)"
+			case len(s.rcpts) >= s.srv.opts.MaxRecipients:
+				reply = "452 4.5.3 Too many recipients"
+			default:
+				if a := s.hook(MomentRcpt, Event{Address: key}); a.Reply != "" || a.Close {
+					return s.answer(a)
+				}
+				s.setMoment(MomentRcpt)
+				pass = "RCPT TO:<" + addr + ">"
+				s.rcptWanted = key
+				s.expect = replyRcpt
+			}
+		case "DATA":
+			if !s.inTx || len(s.rcpts) == 0 {
+				break // the library answers 503
+			}
+			if a := s.hook(MomentData, Event{Recipients: s.rcpts}); a.Reply != "" || a.Close {
+				return s.answer(a)
+			}
+			s.setMoment(MomentData)
+			s.expect = replyData
+		case "RSET":
+			s.resetTx()
+		case "QUIT":
+			s.expect = replyQuit
+		case "AUTH", "STARTTLS", "BDAT":
+			reply = "502 5.5.1 Command not implemented"
+		}
+		if reply != "" {
+			if err := s.reply(reply); err != nil {
+				return err
+			}
+			continue
+		}
+		s.pending = append(s.pending[:0:0], pass...)
+		s.pending = append(s.pending, '\r', '\n')
+		return nil
+	}
+}
+
+// answer applies a hook's action to a command instead of the library.
+func (s *session) answer(a Action) error {
+	if a.Close {
+		return s.abort(a.Reply, a.Fault)
+	}
+	return s.reply(a.Reply)
+}
+
+// nextData validates the DATA body as it streams and hands it on. Only
+// <CR><LF>.<CR><LF> ends it; a bare CR or LF anywhere (the SMTP smuggling
+// variants) or a NUL ends the session instead, before the library could
+// read a second message out of one.
+func (s *session) nextData() error {
+	if !s.streamed {
+		s.streamed = true
+		if a := s.hook(MomentDataStreaming, Event{Recipients: s.rcpts}); a.Reply != "" || a.Close {
+			return s.abort(a.Reply, a.Fault)
+		}
+	}
+	if s.rpos == s.rend {
+		if err := s.fill(time.Now().Add(s.srv.opts.IdleTimeout)); err != nil {
+			s.srv.metrics.transaction("aborted")
+			return s.fail(err)
+		}
+	}
+	chunk := s.rbuf[s.rpos:s.rend]
+	n, done, perr := s.scan(chunk)
+	s.rpos += n
+	if perr != nil {
+		s.srv.metrics.transaction("aborted")
+		return s.fail(perr)
+	}
+	body := chunk[:n]
+	if !s.oversize && s.size+n > s.srv.opts.MaxSize+len(dataEnd) {
+		s.oversize = true
+		s.srv.protocolError(s, "message_too_big", "")
+		s.outcome = Action{Reply: "552 5.3.4 Message size exceeds fixed maximum message size"}
+		if !s.atLineBeg {
+			s.pending = append(s.pending[:0:0], '\r', '\n')
+		}
+	}
+	if !s.oversize {
+		s.size += n
+		s.pending = body
+		if n > 0 {
+			s.atLineBeg = body[n-1] == '\n'
+		}
+	}
+	if !done {
+		return nil
+	}
+	if s.oversize {
+		s.pending = append(s.pending, dataEnd...)
+	}
+	s.inData = false
+	s.expect = replyDataEnd
+	s.setMoment(MomentDataEnd)
+	if s.outcome.zero() {
+		s.outcome = s.hook(MomentDataEnd, Event{})
+		s.outcome.Delay = 0
+		if s.outcome.Close {
+			s.srv.metrics.transaction("aborted")
+			return s.abort(s.outcome.Reply, s.outcome.Fault)
+		}
+	}
+	s.mu.Lock()
+	stopping := s.shutdown
+	s.committing = !stopping
+	s.mu.Unlock()
+	if stopping {
+		s.srv.metrics.transaction("aborted")
+		return s.abort("421 4.3.2 Service shutting down, message not accepted", "shutdown")
+	}
+	return nil
+}
+
+// scan advances the DATA state machine over chunk. It returns how many
+// bytes belong to the body (the final dot line included when done).
+func (s *session) scan(chunk []byte) (n int, done bool, err error) {
+	for i, b := range chunk {
+		if s.cr {
+			if b != '\n' {
+				return i, false, &protoError{"smuggling_bare_cr", "554 5.6.0 Bare <CR> in message data (possible SMTP smuggling), closing", true}
+			}
+			if s.firstDot && s.lineLen == 1 {
+				return i + 1, true, nil
+			}
+			s.cr, s.firstDot, s.lineLen = false, false, 0
+			continue
+		}
+		switch b {
+		case '\r':
+			s.cr = true
+			continue
+		case '\n':
+			return i, false, &protoError{"smuggling_bare_lf", "554 5.6.0 Bare <LF> in message data (possible SMTP smuggling), closing", true}
+		case 0:
+			return i, false, &protoError{"nul", "554 5.6.0 NUL in message data, closing", true}
+		}
+		if s.lineLen == 0 && b == '.' {
+			s.firstDot = true
+		}
+		s.lineLen++
+	}
+	return len(chunk), false, nil
+}
+
+// Write receives the library's replies, lets hooks act on them, and tracks
+// the dialogue.
+func (s *session) Write(b []byte) (int, error) {
+	if len(s.wpart) > 0 || !bytes.HasSuffix(b, []byte("\r\n")) {
+		s.wpart = append(s.wpart, b...)
+		if !bytes.HasSuffix(s.wpart, []byte("\r\n")) {
+			return len(b), nil
+		}
+		b, s.wpart = s.wpart, nil
+	}
+	line := string(b[:len(b)-2])
+	code := replyCode(line)
+	var err error
+	switch s.expect {
+	case replyGreeting:
+		if a := s.hook(MomentConnect, Event{}); a.Reply != "" || a.Close {
+			return len(b), s.abort(a.Reply, a.Fault)
+		}
+		err = s.reply(line)
+		s.setMoment(MomentGreeting)
+	case replyInternal:
+		return len(b), nil
+	case replyMail:
+		if code == 250 {
+			s.inTx = true
+		}
+		err = s.reply(line)
+	case replyRcpt:
+		if code == 250 {
+			s.rcpts = append(s.rcpts, s.rcptWanted)
+		}
+		err = s.reply(line)
+	case replyData:
+		if code == 354 {
+			s.startData()
+		}
+		err = s.reply(line)
+		if code == 354 {
+			s.setMoment(MomentDataStreaming)
+		}
+	case replyDataEnd:
+		err = s.endData(line, code)
+	default:
+		err = s.reply(line)
+	}
+	s.expect = replyOther
+	if err != nil {
+		return len(b), err
+	}
+	return len(b), nil
+}
+
+func (s *session) startData() {
+	s.inData, s.streamed = true, false
+	s.lineLen, s.cr, s.firstDot = 0, false, false
+	s.size, s.oversize, s.atLineBeg = 0, false, true
+	s.outcome, s.messageID = Action{}, ""
+}
+
+// endData answers the final dot: the guard's own verdict when it had one,
+// otherwise the library's 250 after the handler counted the message.
+func (s *session) endData(line string, code int) error {
+	defer func() {
+		s.mu.Lock()
+		s.committing = false
+		stopping := s.shutdown
+		s.mu.Unlock()
+		if stopping {
+			s.abort("421 4.3.2 Service shutting down, closing transmission channel", "shutdown")
+		}
+	}()
+	ev := Event{Recipients: s.rcpts, MessageID: s.messageID}
+	s.resetTx()
+	if code != 250 {
+		if s.outcome.Reply != "" {
+			line = s.outcome.Reply
+			code = replyCode(line)
+		}
+		if code >= 500 {
+			s.srv.metrics.transaction("rejected")
+		} else {
+			s.srv.metrics.transaction("deferred")
+		}
+		s.needReset = true // the library keeps the old envelope after a failed DATA
+		s.setMoment(MomentGreeting)
+		return s.reply(line)
+	}
+	s.srv.metrics.transaction("accepted")
+	s.setMoment(MomentCommitted)
+	if a := s.hook(MomentCommitted, ev); a.Close {
+		s.mu.Lock()
+		s.messages++
+		s.mu.Unlock()
+		return s.abort("", a.Fault)
+	}
+	err := s.reply(line)
+	s.mu.Lock()
+	s.messages++
+	s.mu.Unlock()
+	s.setMoment(MomentAcked)
+	ev.Messages = s.messages
+	if a := s.hook(MomentAcked, ev); a.Reply != "" || a.Close {
+		return s.abort(a.Reply, a.Fault)
+	}
+	return err
+}
+
+func replyCode(line string) int {
+	if len(line) < 3 {
+		return 0
+	}
+	c, err := strconv.Atoi(line[:3])
+	if err != nil {
+		return 0
+	}
+	return c
+}
+
+func splitCommand(line string) (verb, arg string) {
+	verb, arg, _ = strings.Cut(line, " ")
+	return strings.ToUpper(verb), strings.TrimSpace(arg)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validDomain accepts what may follow HELO/EHLO: a domain or an address
+// literal. Anything printf-like or with spaces is refused, because the
+// library echoes it through a format string.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 255 {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if c <= ' ' || c == '%' || c == 0x7f || c == '<' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// parsePath parses "FROM:<addr> [params]" or "TO:<addr> [params]" strictly:
+// one angle-bracketed path, nothing inside it that could be a second
+// address, and only keyword[=value] parameters after it.
+func parsePath(arg, prefix string) (addr, params string, ok bool) {
+	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
+		return "", "", false
+	}
+	rest := strings.TrimLeft(arg[len(prefix):], " ")
+	if !strings.HasPrefix(rest, "<") {
+		return "", "", false
+	}
+	end := pathEnd(rest)
+	if end < 0 {
+		return "", "", false
+	}
+	addr, rest = rest[1:end], rest[end+1:]
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 && strings.HasPrefix(addr, "@") {
+		addr = addr[i+1:] // drop an RFC 5321 source route
+	}
+	if rest != "" {
+		if rest[0] != ' ' {
+			return "", "", false
+		}
+		for _, p := range strings.Fields(rest) {
+			if strings.ContainsAny(p, "<>\"") || strings.HasPrefix(p, "=") {
+				return "", "", false
+			}
+		}
+		params = " " + strings.Join(strings.Fields(rest), " ")
+	}
+	return addr, params, true
+}
+
+// pathEnd finds the '>' closing the path that starts rest, honouring a
+// quoted local part; -1 when the path holds characters no address may.
+func pathEnd(rest string) int {
+	quoted := false
+	for i := 1; i < len(rest); i++ {
+		c := rest[i]
+		switch {
+		case c < ' ' || c == 0x7f:
+			return -1
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '>':
+			return i
+		case c == '<' || c == ' ' || c == ',' && !strings.HasPrefix(rest[1:], "@"):
+			return -1
+		}
+	}
+	return -1
+}

@@ -1,0 +1,89 @@
+// Prometheus metrics of the fake SMTP server, on a registry the caller owns.
+// No label ever names an address or a message: the distribution of copies
+// per recipient is a histogram instead.
+
+package fakesmtp
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the server's Prometheus collectors.
+type Metrics struct {
+	copies         prometheus.Counter
+	transactions   *prometheus.CounterVec
+	protocolErrors *prometheus.CounterVec
+	faults         *prometheus.CounterVec
+	sessions       prometheus.Gauge
+	size           prometheus.Histogram
+}
+
+// NewMetrics registers the server's metrics on reg. The histogram of copies
+// per recipient is read from the oracle at scrape time.
+func NewMetrics(reg prometheus.Registerer, o *Oracle, open func() int) (*Metrics, error) {
+	m := &Metrics{
+		copies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "onecopy_smtp_copies_total",
+			Help: "Copies accepted: one per recipient of every message answered 250 after DATA (counted before the 250 is written).",
+		}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "onecopy_smtp_transactions_total",
+			Help: "Mail transactions that reached DATA, by result: accepted (250), deferred (4xx), rejected (5xx), aborted (connection lost or closed during DATA).",
+		}, []string{"result"}),
+		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "onecopy_smtp_protocol_errors_total",
+			Help: "Client behaviour the connection guard refused (bare LF, smuggling, over-long lines, bad addresses, timeouts, floods), by kind.",
+		}, []string{"kind"}),
+		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "onecopy_smtp_faults_total",
+			Help: "Faults injected into SMTP sessions, by kind.",
+		}, []string{"kind"}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "onecopy_smtp_sessions_open",
+			Help: "SMTP connections open now.",
+		}),
+		size: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "onecopy_smtp_message_size_bytes",
+			Help:    "Size of accepted message bodies, in bytes.",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 8),
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.copies, m.transactions, m.protocolErrors, m.faults, m.sessions, m.size, copiesHistogram{o}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) transaction(result string) { m.transactions.WithLabelValues(result).Inc() }
+
+func (m *Metrics) fault(kind string) {
+	if kind != "" {
+		m.faults.WithLabelValues(kind).Inc()
+	}
+}
+
+// copiesHistogram exposes the oracle's distribution of copies per recipient.
+type copiesHistogram struct{ o *Oracle }
+
+var copiesDesc = prometheus.NewDesc(
+	"onecopy_smtp_copies_per_recipient",
+	"Recipients by the number of copies they received so far (le=1 is exactly-once; anything above is a duplicate). Recipients that received nothing are not known to the server.",
+	nil, nil)
+
+func (c copiesHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- copiesDesc }
+
+func (c copiesHistogram) Collect(ch chan<- prometheus.Metric) {
+	h := c.o.Histogram()
+	var count, sum uint64
+	buckets := make(map[float64]uint64, 3)
+	for n := 1; n <= 4; n++ {
+		count += uint64(h[n])
+		if n < 4 {
+			buckets[float64(n)] = count
+		}
+	}
+	sum = uint64(c.o.Copies())
+	ch <- prometheus.MustNewConstHistogram(copiesDesc, count, float64(sum), buckets)
+}

@@ -1,0 +1,418 @@
+// Package fakesmtp is a fake SMTP server that counts every accepted copy per
+// recipient, injects SMTP faults and knows the protocol moment of every
+// connection. It is built on github.com/mhale/smtpd, with a guard around each
+// connection that makes the count impossible to fool. Use it like
+// httptest.NewServer: Start, Addr, Close.
+package fakesmtp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mhale/smtpd"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Server. The zero value is ready to use.
+type Options struct {
+	// Addr is the SMTP listen address; default "127.0.0.1:0".
+	Addr string
+	// HTTPAddr, when set, serves the counts API and /metrics there
+	// ("127.0.0.1:0" picks a port).
+	HTTPAddr string
+	// Hostname is announced in the greeting; default "onecopy.test".
+	Hostname string
+	// MaxSize is the largest message accepted, in bytes; default 10 MiB.
+	MaxSize int
+	// MaxRecipients per transaction; default and ceiling 100.
+	MaxRecipients int
+	// MaxConnections open at once; past it a connection gets 421. Default 1024.
+	MaxConnections int
+	// MaxLineLength of a command line with its CRLF; default 1000.
+	MaxLineLength int
+	// MaxErrors is how many error replies a session may provoke before it is
+	// closed; default 20.
+	MaxErrors int
+	// IdleTimeout is how long a command line or a silence inside DATA may
+	// take; default 60s.
+	IdleTimeout time.Duration
+	// SessionTimeout caps a whole session; default 30m.
+	SessionTimeout time.Duration
+	// WriteTimeout is how long a client may take to read a reply; default 30s.
+	WriteTimeout time.Duration
+	// Journal, when set, is a file every counted copy is appended to (and
+	// synced) before its 250, and replayed from at Start.
+	Journal string
+	// Hooks are consulted at every protocol moment, in order.
+	Hooks []Hook
+	// OnDelivery is called for every counted message, before its 250 is
+	// written. It must not block.
+	OnDelivery func(Delivery)
+	// Registry receives the server's metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// Logger receives protocol errors; nil discards.
+	Logger *slog.Logger
+}
+
+// Delivery is one counted message.
+type Delivery struct {
+	Time       time.Time `json:"time"`
+	Session    uint64    `json:"session"`
+	Recipients []string  `json:"recipients"` // normalised and distinct
+	MessageID  string    `json:"message_id,omitempty"`
+	Size       int       `json:"size"`
+}
+
+func (o *Options) setDefaults() error {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
+	}
+	if o.Hostname == "" {
+		o.Hostname = "onecopy.test"
+	}
+	def(&o.MaxSize, 10<<20)
+	def(&o.MaxRecipients, 100)
+	def(&o.MaxConnections, 1024)
+	def(&o.MaxLineLength, 1000)
+	def(&o.MaxErrors, 20)
+	defDur(&o.IdleTimeout, 60*time.Second)
+	defDur(&o.SessionTimeout, 30*time.Minute)
+	defDur(&o.WriteTimeout, 30*time.Second)
+	switch {
+	case o.MaxRecipients < 0 || o.MaxRecipients > 100:
+		return fmt.Errorf("MaxRecipients %d: want 1 to 100 (the SMTP library's own ceiling)", o.MaxRecipients)
+	case o.MaxLineLength < 64 || o.MaxLineLength > readBufSize:
+		return fmt.Errorf("MaxLineLength %d: want 64 to %d", o.MaxLineLength, readBufSize)
+	case o.MaxSize < 0 || o.MaxConnections < 0 || o.MaxErrors < 0:
+		return errors.New("MaxSize, MaxConnections and MaxErrors must not be negative")
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Server is a running fake SMTP server.
+type Server struct {
+	opts    Options
+	ctx     context.Context
+	cancel  context.CancelFunc
+	oracle  *Oracle
+	metrics *Metrics
+	journal *journal
+	log     *slog.Logger
+	ln      *listener
+	lib     *smtpd.Server
+	httpSrv *http.Server
+	httpLn  net.Listener
+
+	nextID   atomic.Uint64
+	mu       sync.Mutex
+	sessions map[uint64]*session
+	closing  bool
+	wg       sync.WaitGroup
+	served   chan struct{}
+	closeErr error
+	once     sync.Once
+}
+
+// Start listens on opts.Addr and serves until Close, or until ctx ends.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, fmt.Errorf("fakesmtp: %w", err)
+	}
+	srv := &Server{
+		opts:     opts,
+		oracle:   NewOracle(),
+		log:      opts.Logger,
+		sessions: make(map[uint64]*session),
+		served:   make(chan struct{}),
+	}
+	srv.ctx, srv.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	var err error
+	if srv.metrics, err = NewMetrics(opts.Registry, srv.oracle, srv.openSessions); err != nil {
+		return nil, fmt.Errorf("fakesmtp: registering metrics: %w", err)
+	}
+	if opts.Journal != "" {
+		if srv.journal, err = openJournal(opts.Journal, srv.oracle); err != nil {
+			return nil, fmt.Errorf("fakesmtp: %w", err)
+		}
+	}
+	var lc net.ListenConfig
+	inner, err := lc.Listen(ctx, "tcp", opts.Addr)
+	if err != nil {
+		srv.closeJournal()
+		return nil, fmt.Errorf("fakesmtp: listening for SMTP on %s: %w (choose another --smtp address)", opts.Addr, err)
+	}
+	srv.ln = &listener{Listener: inner, srv: srv}
+	if opts.HTTPAddr != "" {
+		if srv.httpLn, err = lc.Listen(ctx, "tcp", opts.HTTPAddr); err != nil {
+			inner.Close()
+			srv.closeJournal()
+			return nil, fmt.Errorf("fakesmtp: listening for HTTP on %s: %w (choose another --http address)", opts.HTTPAddr, err)
+		}
+		srv.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go srv.httpSrv.Serve(srv.httpLn)
+	}
+	srv.lib = &smtpd.Server{
+		Appname:     "onecopy",
+		Hostname:    opts.Hostname,
+		Handler:     srv.handle,
+		HandlerRcpt: func(net.Addr, string, string) bool { return true },
+		// The guard enforces sizes and deadlines; the library's own would
+		// desynchronise it.
+		MaxSize: 0,
+		Timeout: 0,
+	}
+	go func() {
+		defer close(srv.served)
+		srv.lib.Serve(srv.ln)
+	}()
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	go func() { <-srv.ctx.Done(); stop() }()
+	return srv, nil
+}
+
+// Addr is the SMTP address the server listens on (host:port).
+func (srv *Server) Addr() string { return srv.ln.Addr().String() }
+
+// HTTPAddr is where the API listens, or "" when Options.HTTPAddr was empty.
+func (srv *Server) HTTPAddr() string {
+	if srv.httpLn == nil {
+		return ""
+	}
+	return srv.httpLn.Addr().String()
+}
+
+// Oracle is the server's count.
+func (srv *Server) Oracle() *Oracle { return srv.oracle }
+
+// Snapshot copies the current counts.
+func (srv *Server) Snapshot() Snapshot { return srv.oracle.Snapshot() }
+
+// Sessions reports the protocol moment of every open connection.
+func (srv *Server) Sessions() []SessionInfo {
+	srv.mu.Lock()
+	list := make([]*session, 0, len(srv.sessions))
+	for _, s := range srv.sessions {
+		list = append(list, s)
+	}
+	srv.mu.Unlock()
+	infos := make([]SessionInfo, 0, len(list))
+	for _, s := range list {
+		infos = append(infos, s.info())
+	}
+	slices.SortFunc(infos, func(a, b SessionInfo) int { return int(a.ID - b.ID) })
+	return infos
+}
+
+// Close stops accepting, tells idle sessions 421, lets a message that is
+// being committed get its reply, waits for every session to end, and
+// closes the journal. It is safe to call more than once.
+func (srv *Server) Close() error {
+	srv.once.Do(func() {
+		srv.mu.Lock()
+		srv.closing = true
+		list := make([]*session, 0, len(srv.sessions))
+		for _, s := range srv.sessions {
+			list = append(list, s)
+		}
+		srv.mu.Unlock()
+		srv.ln.Close()
+		srv.cancel()
+		for _, s := range list {
+			s.stop()
+		}
+		<-srv.served
+		srv.wg.Wait()
+		if srv.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			srv.httpSrv.Shutdown(ctx)
+			cancel()
+		}
+		srv.closeErr = srv.closeJournal()
+	})
+	return srv.closeErr
+}
+
+func (srv *Server) closeJournal() error {
+	if srv.journal == nil {
+		return nil
+	}
+	return srv.journal.Close()
+}
+
+func (srv *Server) openSessions() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return len(srv.sessions)
+}
+
+// admit registers a new connection, or refuses it when the server is full
+// or closing.
+func (srv *Server) admit(c net.Conn) (*session, bool) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closing {
+		c.Close()
+		return nil, false
+	}
+	if len(srv.sessions) >= srv.opts.MaxConnections {
+		srv.metrics.protocolErrors.WithLabelValues("too_many_connections").Inc()
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+		c.Close()
+		return nil, false
+	}
+	s := newSession(srv, c, srv.nextID.Add(1))
+	srv.sessions[s.id] = s
+	srv.wg.Add(1)
+	srv.metrics.sessions.Inc()
+	return s, true
+}
+
+func (srv *Server) sessionDone(s *session) {
+	srv.mu.Lock()
+	delete(srv.sessions, s.id)
+	srv.mu.Unlock()
+	srv.metrics.sessions.Dec()
+	srv.wg.Done()
+}
+
+func (srv *Server) protocolError(s *session, kind, detail string) {
+	srv.metrics.protocolErrors.WithLabelValues(kind).Inc()
+	srv.log.Warn("smtp protocol error", "session", s.id, "remote", s.remote, "kind", kind, "detail", detail)
+}
+
+var errRejected = errors.New("rejected by the connection guard")
+
+// handle is the library's message handler: the one place a copy is counted.
+func (srv *Server) handle(remote net.Addr, _ string, to []string, data []byte) error {
+	sa, ok := remote.(sessionAddr)
+	if !ok {
+		return errors.New("fakesmtp: message from an unguarded connection")
+	}
+	s := sa.s
+	if s.outcome.Reply != "" {
+		return errRejected
+	}
+	rcpts := make([]string, 0, len(to))
+	for _, a := range to {
+		if k := Normalize(a); !contains(rcpts, k) {
+			rcpts = append(rcpts, k)
+		}
+	}
+	// data is the library's buffer, reused for the next message: keep
+	// nothing that points into it.
+	s.messageID = messageID(data)
+	now := time.Now()
+	if srv.journal != nil {
+		if err := srv.journal.append(now, rcpts, s.messageID); err != nil {
+			srv.log.Error("journal write failed; message refused with 451", "err", err)
+			s.outcome = Action{Reply: "451 4.3.0 Local error: journal write failed"}
+			return err
+		}
+	}
+	srv.oracle.Record(now, rcpts, s.messageID)
+	srv.metrics.copies.Add(float64(len(rcpts)))
+	srv.metrics.size.Observe(float64(s.size))
+	if srv.opts.OnDelivery != nil {
+		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Recipients: rcpts, MessageID: s.messageID, Size: s.size})
+	}
+	return nil
+}
+
+// messageID returns the Message-ID header of a message, unfolded, or "".
+func messageID(data []byte) string {
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			i = len(data) - 1
+		}
+		line := bytes.TrimRight(data[:i+1], "\r\n")
+		data = data[i+1:]
+		if len(line) == 0 {
+			return "" // end of the header
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte("Message-ID")) {
+			continue
+		}
+		v := string(bytes.TrimSpace(value))
+		for len(data) > 0 && (data[0] == ' ' || data[0] == '\t') {
+			j := bytes.IndexByte(data, '\n')
+			if j < 0 {
+				j = len(data) - 1
+			}
+			v += string(bytes.TrimSpace(data[:j+1]))
+			data = data[j+1:]
+		}
+		return v
+	}
+	return ""
+}
+
+// listener hands the library guarded connections. It also replaces the
+// library's busy loop on temporary accept errors with a backoff.
+type listener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	var backoff time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || !temporary(err) {
+				return nil, err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.srv.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-l.srv.ctx.Done():
+				t.Stop()
+				return nil, net.ErrClosed
+			}
+			continue
+		}
+		backoff = 0
+		if s, ok := l.srv.admit(c); ok {
+			return s, nil
+		}
+	}
+}
+
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
+}
