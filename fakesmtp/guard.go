@@ -167,7 +167,9 @@ func (s *session) hook(m Moment, ev Event) Action {
 		if a.zero() {
 			continue
 		}
-		s.srv.metrics.fault(a.Fault)
+		if m != MomentCommitted { // endData reports those, knowing whether they left doubt
+			s.srv.faultFired(s, m, a.Fault, false)
+		}
 		act.Delay += a.Delay
 		if a.Reply != "" || a.Close {
 			act.Reply, act.Close, act.Fault = a.Reply, a.Close, a.Fault
@@ -668,11 +670,16 @@ func (s *session) endData(line string, code int) error {
 	}
 	s.srv.metrics.transaction("accepted")
 	s.setMoment(MomentCommitted)
-	if a := s.hook(MomentCommitted, ev); a.Close {
+	a := s.hook(MomentCommitted, ev)
+	if a.Close {
+		s.faultFired(MomentCommitted, a.Fault, true)
 		s.mu.Lock()
 		s.messages++
 		s.mu.Unlock()
 		return s.abort("", a.Fault)
+	}
+	if a.Fault != "" {
+		s.faultFired(MomentCommitted, a.Fault, a.Delay > 0 && s.peerGone())
 	}
 	err := s.reply(line)
 	s.mu.Lock()
@@ -684,6 +691,25 @@ func (s *session) endData(line string, code int) error {
 		return s.abort(a.Reply, a.Fault)
 	}
 	return err
+}
+
+func (s *session) faultFired(m Moment, kind string, inDoubt bool) {
+	s.srv.faultFired(s, m, kind, inDoubt)
+}
+
+// peerGone reports whether the client hung up while its reply was held
+// back. Bytes it sent meanwhile stay in rbuf for the next command.
+func (s *session) peerGone() bool {
+	if s.rend > s.rpos {
+		return false
+	}
+	if s.rpos > 0 {
+		s.rpos, s.rend = 0, 0
+	}
+	s.raw.SetReadDeadline(time.Now().Add(time.Millisecond))
+	n, err := s.raw.Read(s.rbuf[s.rend:])
+	s.rend += n
+	return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 func replyCode(line string) int {

@@ -58,6 +58,8 @@ type Options struct {
 	// OnDelivery is called for every counted message, before its 250 is
 	// written. It must not block.
 	OnDelivery func(Delivery)
+	// OnFault is called for every fault a hook injected. It must not block.
+	OnFault func(FaultEvent)
 	// Registry receives the server's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// Logger receives protocol errors; nil discards.
@@ -71,6 +73,18 @@ type Delivery struct {
 	Recipients []string  `json:"recipients"` // normalised and distinct
 	MessageID  string    `json:"message_id,omitempty"`
 	Size       int       `json:"size"`
+}
+
+// FaultEvent is one injected fault.
+type FaultEvent struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Moment  Moment    `json:"moment"`
+	Session uint64    `json:"session"`
+	// InDoubt is set when the fault left an accepted message whose 250 the
+	// client never read: the connection was cut after the commit, or the
+	// client had hung up by the time a held-back 250 was written.
+	InDoubt bool `json:"in_doubt,omitempty"`
 }
 
 func (o *Options) setDefaults() error {
@@ -167,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		srv.closeJournal()
 		return nil, fmt.Errorf("fakesmtp: listening for SMTP on %s: %w (choose another --smtp address)", opts.Addr, err)
 	}
-	srv.ln = &listener{Listener: inner, srv: srv}
+	srv.ln = &listener{inner: inner, addr: inner.Addr(), srv: srv}
 	if opts.HTTPAddr != "" {
 		if srv.httpLn, err = lc.Listen(ctx, "tcp", opts.HTTPAddr); err != nil {
 			inner.Close()
@@ -213,14 +227,19 @@ func (srv *Server) Oracle() *Oracle { return srv.oracle }
 // Snapshot copies the current counts.
 func (srv *Server) Snapshot() Snapshot { return srv.oracle.Snapshot() }
 
-// Sessions reports the protocol moment of every open connection.
-func (srv *Server) Sessions() []SessionInfo {
+func (srv *Server) openList() []*session {
 	srv.mu.Lock()
+	defer srv.mu.Unlock()
 	list := make([]*session, 0, len(srv.sessions))
 	for _, s := range srv.sessions {
 		list = append(list, s)
 	}
-	srv.mu.Unlock()
+	return list
+}
+
+// Sessions reports the protocol moment of every open connection.
+func (srv *Server) Sessions() []SessionInfo {
+	list := srv.openList()
 	infos := make([]SessionInfo, 0, len(list))
 	for _, s := range list {
 		infos = append(infos, s.info())
@@ -236,11 +255,8 @@ func (srv *Server) Close() error {
 	srv.once.Do(func() {
 		srv.mu.Lock()
 		srv.closing = true
-		list := make([]*session, 0, len(srv.sessions))
-		for _, s := range srv.sessions {
-			list = append(list, s)
-		}
 		srv.mu.Unlock()
+		list := srv.openList()
 		srv.ln.Close()
 		srv.cancel()
 		for _, s := range list {
@@ -300,6 +316,16 @@ func (srv *Server) sessionDone(s *session) {
 	srv.mu.Unlock()
 	srv.metrics.sessions.Dec()
 	srv.wg.Done()
+}
+
+func (srv *Server) faultFired(s *session, m Moment, kind string, inDoubt bool) {
+	if kind == "" {
+		return
+	}
+	srv.metrics.fault(kind)
+	if srv.opts.OnFault != nil {
+		srv.opts.OnFault(FaultEvent{Time: time.Now(), Kind: kind, Moment: m, Session: s.id, InDoubt: inDoubt})
+	}
 }
 
 func (srv *Server) protocolError(s *session, kind, detail string) {
@@ -375,18 +401,58 @@ func messageID(data []byte) string {
 	return ""
 }
 
-// listener hands the library guarded connections. It also replaces the
-// library's busy loop on temporary accept errors with a backoff.
+// listener hands the library guarded connections. It replaces the
+// library's busy loop on temporary accept errors with a backoff, and can
+// go down for an outage and come back on the same address.
 type listener struct {
-	net.Listener
-	srv *Server
+	srv  *Server
+	addr net.Addr
+
+	mu     sync.Mutex
+	inner  net.Listener
+	resume chan struct{} // non-nil while an outage lasts
+	closed bool
+	timer  *time.Timer
+}
+
+func (l *listener) Addr() net.Addr { return l.addr }
+
+func (l *listener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	if l.resume != nil {
+		close(l.resume)
+		l.resume = nil
+		return nil
+	}
+	return l.inner.Close()
 }
 
 func (l *listener) Accept() (net.Conn, error) {
 	var backoff time.Duration
 	for {
-		c, err := l.Listener.Accept()
+		l.mu.Lock()
+		inner, resume, closed := l.inner, l.resume, l.closed
+		l.mu.Unlock()
+		switch {
+		case closed:
+			return nil, net.ErrClosed
+		case resume != nil:
+			<-resume
+			continue
+		}
+		c, err := inner.Accept()
 		if err != nil {
+			l.mu.Lock()
+			down := l.resume != nil && !l.closed
+			l.mu.Unlock()
+			if down {
+				continue
+			}
 			if errors.Is(err, net.ErrClosed) || !temporary(err) {
 				return nil, err
 			}
@@ -406,6 +472,51 @@ func (l *listener) Accept() (net.Conn, error) {
 			return s, nil
 		}
 	}
+}
+
+// Outage takes the SMTP port down for d: new connections are refused, open
+// ones are told 421 and closed (a message being committed gets its reply
+// first), and the counts stay as they are. The port comes back on the same
+// address after d. An outage already under way is left alone.
+func (srv *Server) Outage(d time.Duration) error {
+	l := srv.ln
+	l.mu.Lock()
+	if l.closed || l.resume != nil {
+		l.mu.Unlock()
+		return nil
+	}
+	l.resume = make(chan struct{})
+	err := l.inner.Close()
+	l.timer = time.AfterFunc(d, func() { l.comeBack(d) })
+	l.mu.Unlock()
+	for _, s := range srv.openList() {
+		s.stop()
+	}
+	srv.log.Info("outage started", "for", d)
+	return err
+}
+
+func (l *listener) comeBack(d time.Duration) {
+	var lc net.ListenConfig
+	inner, err := lc.Listen(l.srv.ctx, "tcp", l.addr.String())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.resume == nil {
+		if inner != nil {
+			inner.Close()
+		}
+		return
+	}
+	if err != nil {
+		// Someone took the port meanwhile: try again shortly.
+		l.srv.log.Error("outage: port not back yet", "err", err)
+		l.timer = time.AfterFunc(min(d, 100*time.Millisecond), func() { l.comeBack(d) })
+		return
+	}
+	l.inner = inner
+	close(l.resume)
+	l.resume = nil
+	l.srv.log.Info("outage over")
 }
 
 func temporary(err error) bool {
