@@ -1,0 +1,71 @@
+// onecopy fakesmtp: the counting server on its own, for test frameworks in
+// any language.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+
+	"github.com/onecopy/onecopy/fakesmtp"
+)
+
+func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("onecopy fakesmtp", stderr)
+	smtpAddr := fs.String("smtp", "127.0.0.1:2525", "SMTP listen `ADDR`")
+	httpAddr := fs.String("http", "127.0.0.1:8025", "counts API and /metrics listen `ADDR` (empty: none)")
+	journal := fs.String("journal", "", "append every counted copy to `FILE` (synced before the 250) and replay it at start")
+	var faults multiFlag
+	fs.Var(&faults, "fault", "SMTP fault (repeatable): "+fakesmtp.FaultForms+" (outage: use the HTTP API)")
+	seed := fs.Uint64("seed", 1, "seed for random faults")
+	maxSize := fs.Int("max-size", 10<<20, "largest message accepted, in bytes")
+	verbose := fs.Bool("v", false, "log protocol errors and faults to stderr")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return failed(stderr, usageErr("fakesmtp takes no arguments (got %q)", fs.Args()))
+	}
+	var specs []fakesmtp.FaultSpec
+	for _, s := range faults {
+		spec, err := fakesmtp.ParseFault(s)
+		if err != nil {
+			return failed(stderr, usageErr("%v", err))
+		}
+		if spec.Kind == "outage" {
+			return failed(stderr, usageErr("--fault %s: a standalone server has no list to measure PCT against; use POST /api/v1/outage?for=DUR", s))
+		}
+		specs = append(specs, spec)
+	}
+	opts := fakesmtp.Options{Addr: *smtpAddr, HTTPAddr: *httpAddr, Journal: *journal, MaxSize: *maxSize}
+	if len(specs) > 0 {
+		opts.Hooks = []fakesmtp.Hook{fakesmtp.NewFaults(specs, rand.New(rand.NewPCG(*seed, 2)))}
+	}
+	if *verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	srv, err := fakesmtp.Start(ctx, opts)
+	if err != nil {
+		return failed(stderr, err)
+	}
+	fmt.Fprintf(stdout, "onecopy fakesmtp: SMTP on %s\n", srv.Addr())
+	if a := srv.HTTPAddr(); a != "" {
+		fmt.Fprintf(stdout, "  counts:  http://%s/api/v1/recipients\n  metrics: http://%s/metrics\n", a, a)
+	}
+	if *journal != "" {
+		c := srv.Oracle().Copies()
+		fmt.Fprintf(stdout, "  journal: %s (%d copies replayed)\n", *journal, c)
+	}
+	fmt.Fprintln(stdout, "Ctrl-C to stop.")
+	<-ctx.Done()
+	if err := srv.Close(); err != nil {
+		fmt.Fprintf(stderr, "onecopy fakesmtp: %v\n", err)
+		return exitHarness
+	}
+	snap := srv.Snapshot()
+	fmt.Fprintf(stdout, "stopped: %d copies to %d recipients\n", snap.Copies, len(snap.Recipients))
+	return exitPass
+}

@@ -1,0 +1,59 @@
+// onecopy sender: the built-in senders as programs under the contract.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/senders"
+)
+
+func checkSenderName(name string) error {
+	if !slices.Contains(senders.Names(), name) {
+		return &harness.UsageError{Msg: fmt.Sprintf("unknown built-in sender %q: want one of %s", name, strings.Join(senders.Names(), ", "))}
+	}
+	return nil
+}
+
+func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := newFlagSet("onecopy sender", stderr)
+	timeout := fs.Duration("timeout", senders.DefaultTimeout, "deadline for each SMTP command and its reply")
+	verbose := fs.Bool("v", false, "log every step to stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders: %s\n"+
+			"They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
+			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n", strings.Join(senders.Names(), ", "))
+		fs.PrintDefaults()
+	}
+	// Accept flags before or after the name.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = append(args[1:], args[0])
+	}
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	name := fs.Arg(0)
+	if err := checkSenderName(name); err != nil {
+		return failed(stderr, err)
+	}
+	opts := senders.Options{Timeout: *timeout}
+	if *verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s, err := senders.New(name, opts)
+	if err != nil {
+		return failed(stderr, err)
+	}
+	return senders.Run(ctx, s, os.Getenv, stderr)
+}

@@ -1,0 +1,216 @@
+// The report: the JSON of DESIGN.md section 6 for machines, and a summary
+// for people.
+
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/onecopy/onecopy/fakesmtp"
+)
+
+// Report is the outcome of a run. Its JSON field names are a public
+// contract (DESIGN.md section 6).
+type Report struct {
+	Verdict         Level          `json:"verdict"`
+	Expect          Level          `json:"expect"`
+	Pass            bool           `json:"pass"`
+	Seed            uint64         `json:"seed"`
+	Holds           []Level        `json:"holds"`
+	Recipients      int            `json:"recipients"`
+	Delivered       int            `json:"delivered"`
+	Missing         int            `json:"missing"`
+	Duplicated      int            `json:"duplicated"`
+	Unexpected      int            `json:"unexpected"`
+	Bounced         int            `json:"bounced"`
+	Copies          int64          `json:"copies"`
+	Extra           int            `json:"extra_copies"`
+	InDoubt         int            `json:"in_doubt"`
+	Histogram       map[string]int `json:"histogram"`
+	Kills           int            `json:"kills"`
+	Pauses          int            `json:"pauses"`
+	Restarts        int            `json:"restarts"`
+	Attempts        int            `json:"attempts"`
+	Faults          map[string]int `json:"faults"`
+	DurationSeconds float64        `json:"duration_seconds"`
+	Reason          string         `json:"reason"`
+	Worst           []Worst        `json:"worst"`
+	MissingSample   []string       `json:"missing_sample,omitempty"`
+	Ended           string         `json:"ended"`
+	Campaign        string         `json:"campaign"`
+	Command         []string       `json:"command"`
+	Replay          string         `json:"replay,omitempty"`
+	History         string         `json:"history,omitempty"`
+	Senders         []Attempt      `json:"senders,omitempty"`
+}
+
+// Worst is one of the most-copied addresses.
+type Worst struct {
+	Address    string `json:"address"`
+	Copies     int    `json:"copies"`
+	MessageIDs int    `json:"message_ids"`
+}
+
+// Attempt is one start of the sender, with its last output lines when the
+// run fell short.
+type Attempt struct {
+	Instance        int      `json:"instance"`
+	Attempt         int      `json:"attempt"`
+	Exit            string   `json:"exit"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	Output          []string `json:"output,omitempty"`
+}
+
+func (r *run) report(ended string) *Report {
+	snap := r.srv.Snapshot()
+	r.mu.Lock()
+	inDoubt := r.inDoubt
+	rep := &Report{
+		Kills: r.kills, Pauses: r.pauses, Restarts: r.restarts, Attempts: len(r.procs),
+		Faults: map[string]int{},
+	}
+	for k, v := range r.faults {
+		rep.Faults[k] = v
+	}
+	procs := slices.Clone(r.procs)
+	r.mu.Unlock()
+
+	t := Count(r.expected, r.bounced, snap, inDoubt)
+	rep.Holds = t.Holds()
+	if rep.Holds == nil {
+		rep.Holds = []Level{}
+	}
+	rep.Verdict, rep.Expect = t.Verdict(), r.cfg.Expect
+	rep.Pass = reaches(rep.Holds, r.cfg.Expect)
+	rep.Seed, rep.Campaign, rep.Command, rep.Replay = r.cfg.Seed, r.cfg.Campaign, r.cfg.Command, r.cfg.Replay
+	rep.Recipients, rep.Delivered, rep.Missing = t.Recipients+t.Bounced, t.Delivered, t.Missing
+	rep.Duplicated, rep.Unexpected, rep.Bounced = t.Duplicated, t.Unexpected, t.Bounced
+	rep.Copies, rep.Extra, rep.InDoubt = t.Copies, t.Extra, t.InDoubt
+	rep.Histogram = make(map[string]int, len(t.Histogram))
+	for c, n := range t.Histogram {
+		rep.Histogram[strconv.Itoa(c)] = n
+	}
+	rep.DurationSeconds = time.Since(r.start).Seconds()
+	rep.Reason = t.Reason(r.cfg.Expect)
+	rep.Ended = ended
+	if r.cfg.WorkDir != "" {
+		rep.History = r.hist.path
+	}
+
+	worst := slices.Clone(snap.Recipients)
+	slices.SortStableFunc(worst, func(a, b fakesmtp.Recipient) int { return b.Copies - a.Copies })
+	for _, w := range worst {
+		if len(rep.Worst) == 10 || w.Copies < 2 {
+			break
+		}
+		rep.Worst = append(rep.Worst, Worst{w.Address, w.Copies, w.MessageIDs})
+	}
+	if rep.Worst == nil {
+		rep.Worst = []Worst{}
+	}
+	if t.Missing > 0 {
+		for _, a := range r.expected {
+			if r.covered[r.index[a]] || snap.Lookup(a).Copies > 0 {
+				continue
+			}
+			rep.MissingSample = append(rep.MissingSample, a)
+			if len(rep.MissingSample) == 10 {
+				break
+			}
+		}
+	}
+	for _, p := range procs {
+		a := Attempt{Instance: p.instance, Attempt: p.attempt, Exit: p.exit.String(), DurationSeconds: p.exit.Duration.Seconds()}
+		if !rep.Pass {
+			a.Output = p.out.Lines()
+		}
+		rep.Senders = append(rep.Senders, a)
+	}
+	return rep
+}
+
+// WriteJSON writes the report to path, atomically.
+func (rep *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// Summary writes the report for people.
+func (rep *Report) Summary(w io.Writer) {
+	status := "PASS"
+	if !rep.Pass {
+		status = "FAIL"
+	}
+	fmt.Fprintf(w, "%s: %s (expected %s) · seed %d · %.1fs · %s\n", status, rep.Verdict, rep.Expect, rep.Seed, rep.DurationSeconds, rep.Ended)
+	fmt.Fprintf(w, "  %d recipients · %d copies · missing %d · duplicated %d (%d extra copies) · unexpected %d · bounced %d · in-doubt events %d\n",
+		rep.Recipients, rep.Copies, rep.Missing, rep.Duplicated, rep.Extra, rep.Unexpected, rep.Bounced, rep.InDoubt)
+	fmt.Fprintf(w, "  copies per recipient: %s\n", histogramLine(rep.Histogram))
+	fmt.Fprintf(w, "  attempts %d · restarts %d · kills %d · pauses %d", rep.Attempts, rep.Restarts, rep.Kills, rep.Pauses)
+	if len(rep.Faults) > 0 {
+		kinds := make([]string, 0, len(rep.Faults))
+		for k, n := range rep.Faults {
+			kinds = append(kinds, k+"="+strconv.Itoa(n))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(w, " · faults %s", strings.Join(kinds, " "))
+	}
+	fmt.Fprintln(w)
+	if len(rep.Worst) > 0 {
+		fmt.Fprintln(w, "  worst:")
+		for i, x := range rep.Worst {
+			if i == 5 {
+				break
+			}
+			fmt.Fprintf(w, "    %-40s %d copies, %d Message-IDs\n", x.Address, x.Copies, x.MessageIDs)
+		}
+	}
+	if len(rep.MissingSample) > 0 {
+		fmt.Fprintf(w, "  missing, e.g.: %s\n", strings.Join(rep.MissingSample[:min(3, len(rep.MissingSample))], ", "))
+	}
+	fmt.Fprintf(w, "  %s\n", rep.Reason)
+	if !rep.Pass {
+		for _, a := range rep.Senders[max(0, len(rep.Senders)-3):] {
+			if len(a.Output) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "  sender instance %d attempt %d (%s), last output:\n", a.Instance, a.Attempt, a.Exit)
+			for _, l := range a.Output[max(0, len(a.Output)-5):] {
+				fmt.Fprintf(w, "    | %s\n", l)
+			}
+		}
+	}
+	if rep.Replay != "" {
+		fmt.Fprintf(w, "  replay: %s\n", rep.Replay)
+	}
+}
+
+func histogramLine(h map[string]int) string {
+	keys := make([]int, 0, len(h))
+	for k := range h {
+		n, _ := strconv.Atoi(k)
+		keys = append(keys, n)
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d→%d", k, h[strconv.Itoa(k)]))
+	}
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	return strings.Join(parts, "  ")
+}
