@@ -26,7 +26,7 @@ type FaultSpec struct {
 }
 
 // FaultForms lists the accepted --fault forms, for error messages.
-const FaultForms = "reject=ADDR | reject-nth=N | tempfail=P | greylist | drop-after-data=P | drop-during-data=P | slow-ack=DUR | latency=DUR | refuse=P | conn-limit=N | outage=DUR@PCT"
+const FaultForms = "reject=ADDR | reject-nth=N | tempfail=P | greylist | drop-after-data=P | drop-during-data=P | slow-ack=DUR[@P] | latency=DUR | refuse=P | conn-limit=N | outage=DUR@PCT"
 
 func (f FaultSpec) String() string {
 	switch f.Kind {
@@ -37,6 +37,9 @@ func (f FaultSpec) String() string {
 	case "reject-nth", "conn-limit":
 		return f.Kind + "=" + strconv.Itoa(f.N)
 	case "slow-ack", "latency":
+		if f.Kind == "slow-ack" && f.P > 0 && f.P < 1 {
+			return f.Kind + "=" + f.D.String() + "@" + strconv.FormatFloat(f.P, 'f', -1, 64)
+		}
 		return f.Kind + "=" + f.D.String()
 	case "outage":
 		return f.Kind + "=" + f.D.String() + "@" + strconv.FormatFloat(f.Pct, 'f', -1, 64) + "%"
@@ -83,11 +86,20 @@ func ParseFault(spec string) (FaultSpec, error) {
 		}
 		f.P = p
 	case "slow-ack", "latency":
-		d, err := time.ParseDuration(val)
+		// slow-ack=DUR holds every 250; slow-ack=DUR@P only a share P of them.
+		ds, ps, hasP := strings.Cut(val, "@")
+		d, err := time.ParseDuration(ds)
 		if err != nil || d <= 0 {
 			return bad("want a duration, like " + kind + "=2s")
 		}
-		f.D = d
+		f.D, f.P = d, 1
+		if hasP {
+			p, err := strconv.ParseFloat(ps, 64)
+			if kind != "slow-ack" || err != nil || p < 0 || p > 1 {
+				return bad("want slow-ack=DUR or slow-ack=DUR@P with P between 0 and 1")
+			}
+			f.P = p
+		}
 	case "outage":
 		ds, ps, ok := strings.Cut(val, "@")
 		d, err := time.ParseDuration(ds)
@@ -163,7 +175,7 @@ func (f *Faults) one(s FaultSpec, ev *Event) Action {
 		return Action{Close: true, Fault: s.Kind}
 	case ev.Moment == MomentCommitted && s.Kind == "drop-after-data" && f.draw(s.P):
 		return Action{Close: true, Fault: s.Kind}
-	case ev.Moment == MomentCommitted && s.Kind == "slow-ack":
+	case ev.Moment == MomentCommitted && s.Kind == "slow-ack" && (s.P >= 1 || f.draw(s.P)):
 		return Action{Delay: s.D, Fault: s.Kind}
 	case ev.Moment == MomentReply && s.Kind == "latency":
 		return Action{Delay: s.D, Fault: s.Kind}

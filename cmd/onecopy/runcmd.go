@@ -94,28 +94,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // config turns the flags into a harness.Config; every problem is a
 // *harness.UsageError naming the flag and the accepted forms.
 func (f *runFlags) config(command []string) (harness.Config, error) {
-	var cfg harness.Config
-	var err error
-	switch {
-	case f.sender != "" && len(command) > 0:
-		return cfg, usageErr("give either --sender builtin:NAME or a command after --, not both")
-	case f.sender != "":
-		name, ok := strings.CutPrefix(f.sender, "builtin:")
-		if !ok || name == "" {
-			return cfg, usageErr("--sender %q: want builtin:NAME (naive, ledger, checkpoint, early)", f.sender)
-		}
-		exe, err := os.Executable()
-		if err != nil {
-			return cfg, fmt.Errorf("finding the onecopy binary for --sender: %w", err)
-		}
-		cfg.Command = []string{exe, "sender", name}
-		if err := checkSenderName(name); err != nil {
-			return cfg, err
-		}
-	case len(command) > 0:
-		cfg.Command = command
-	default:
-		return cfg, usageErr("no sender: give a command after -- (onecopy run --recipients 100 -- ./my-sender) or --sender builtin:NAME")
+	cfg, err := f.senderCommand(command)
+	if err != nil {
+		return cfg, err
 	}
 	switch {
 	case f.list != "" && f.recipients != 0:
@@ -168,6 +149,33 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 	}
 	cfg.Grace, cfg.Pause, cfg.Timeout, cfg.Stagger = f.grace, f.pause, f.timeout, f.stagger
 	cfg.Instances, cfg.Retries, cfg.Seed, cfg.WorkDir = f.instances, f.retries, f.seed, f.workDir
+	return cfg, nil
+}
+
+// senderCommand resolves --sender builtin:NAME or the command after --.
+func (f *runFlags) senderCommand(command []string) (harness.Config, error) {
+	var cfg harness.Config
+	switch {
+	case f.sender != "" && len(command) > 0:
+		return cfg, usageErr("give either --sender builtin:NAME or a command after --, not both")
+	case f.sender != "":
+		name, ok := strings.CutPrefix(f.sender, "builtin:")
+		if !ok || name == "" {
+			return cfg, usageErr("--sender %q: want builtin:NAME (naive, ledger, checkpoint, early)", f.sender)
+		}
+		if err := checkSenderName(name); err != nil {
+			return cfg, err
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return cfg, fmt.Errorf("finding the onecopy binary for --sender: %w", err)
+		}
+		cfg.Command = []string{exe, "sender", name}
+	case len(command) > 0:
+		cfg.Command = command
+	default:
+		return cfg, usageErr("no sender: give a command after -- (onecopy run --recipients 100 -- ./my-sender) or --sender builtin:NAME")
+	}
 	return cfg, nil
 }
 
