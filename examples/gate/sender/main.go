@@ -1,0 +1,20 @@
+// Command sender is an example of a team's own sender written in Go against
+// onecopy's environment contract. Here it reuses the built-in ledger; a real
+// team would put its production sending code behind senders.Main.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/onecopy/onecopy/senders"
+)
+
+func main() {
+	s, err := senders.New("ledger", senders.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	senders.Main(s)
+}
