@@ -1,0 +1,67 @@
+package scenarios_test
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+	"github.com/onsi/gomega/gexec"
+
+	"github.com/onsi/ginkgo/v2/reporters"
+)
+
+var _ = Describe("onecopy gate", func() {
+	gate := func(sender string, dir string) *gexec.Session {
+		cmd := exec.Command(onecopyBin, "gate", "--seed", "3", "--only", "crash-and-retry", "--only", "one-bad-address",
+			"--junit", filepath.Join(dir, "junit.xml"), "--report-dir", filepath.Join(dir, "reports"), "--sender", "builtin:"+sender)
+		s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		return s
+	}
+	readJUnit := func(dir string) reporters.JUnitTestSuites {
+		b, err := os.ReadFile(filepath.Join(dir, "junit.xml"))
+		Expect(err).NotTo(HaveOccurred())
+		var s reporters.JUnitTestSuites
+		Expect(xml.Unmarshal(b, &s)).To(Succeed())
+		return s
+	}
+
+	It("passes the ledger sender, with a JUnit case and a JSON report per scenario", func() {
+		dir := GinkgoT().TempDir()
+		s := gate("ledger", dir)
+		Eventually(s).WithTimeout(time.Minute).Should(gexec.Exit(0))
+		Expect(s.Out).To(gbytes.Say("2 of 2 scenarios reached their level"))
+		j := readJUnit(dir)
+		Expect(j.Tests).To(Equal(2))
+		Expect(j.Failures).To(Equal(0))
+		for _, name := range []string{"crash-and-retry", "one-bad-address"} {
+			b, err := os.ReadFile(filepath.Join(dir, "reports", name+".json"))
+			Expect(err).NotTo(HaveOccurred())
+			var rep map[string]any
+			Expect(json.Unmarshal(b, &rep)).To(Succeed())
+			Expect(rep).To(HaveKeyWithValue("pass", true))
+		}
+	})
+
+	It("fails the naive sender with exit 1 and failure text that replays the scenario", func() {
+		dir := GinkgoT().TempDir()
+		s := gate("naive", dir)
+		Eventually(s).WithTimeout(time.Minute).Should(gexec.Exit(1))
+		j := readJUnit(dir)
+		Expect(j.Failures).To(Equal(2))
+		Expect(j.TestSuites[0].TestCases[0].Failure.Description).To(ContainSubstring("onecopy gate --only crash-and-retry --seed 3 --sender builtin:naive"))
+	})
+
+	It("answers exit 2 for an unknown scenario", func() {
+		s, err := gexec.Start(exec.Command(onecopyBin, "gate", "--only", "nope", "--sender", "builtin:ledger"), GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(s).WithTimeout(10 * time.Second).Should(gexec.Exit(2))
+		Expect(s.Err).To(gbytes.Say(`no scenario or label "nope"`))
+	})
+})
