@@ -9,18 +9,20 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // FaultSpec is one parsed --fault.
 type FaultSpec struct {
 	Kind string        // reject, reject-nth, tempfail, greylist, drop-after-data, ...
-	Addr string        // reject
+	Addr string        // reject; reject-nth once resolved against a list (it then rejects Addr)
 	N    int           // reject-nth, conn-limit
-	P    float64       // probabilities
+	P    float64       // probabilities; slow-ack: the share of 250s held back (0 means every one)
 	D    time.Duration // slow-ack, latency, outage
 	Pct  float64       // outage: share of the list delivered when it starts
 }
@@ -95,8 +97,8 @@ func ParseFault(spec string) (FaultSpec, error) {
 		f.D, f.P = d, 1
 		if hasP {
 			p, err := strconv.ParseFloat(ps, 64)
-			if kind != "slow-ack" || err != nil || p < 0 || p > 1 {
-				return bad("want slow-ack=DUR or slow-ack=DUR@P with P between 0 and 1")
+			if kind != "slow-ack" || err != nil || p <= 0 || p > 1 {
+				return bad("want slow-ack=DUR, or slow-ack=DUR@P with P above 0 and at most 1")
 			}
 			f.P = p
 		}
@@ -119,11 +121,10 @@ func ParseFault(spec string) (FaultSpec, error) {
 type Faults struct {
 	specs []FaultSpec
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	nth     map[string]int // reject-nth: first-seen order of distinct recipients
-	rejectN string
-	grey    map[string]bool
+	mu   sync.Mutex
+	rng  *rand.Rand
+	nth  map[string]int // reject-nth: first-seen order of distinct recipients
+	grey map[string]bool
 }
 
 // NewFaults returns the hook for specs, drawing from rng.
@@ -164,7 +165,7 @@ func (f *Faults) At(_ context.Context, ev *Event) Action {
 func (f *Faults) one(s FaultSpec, ev *Event) Action {
 	switch {
 	case ev.Moment == MomentRcpt && s.Kind == "reject" && ev.Address == Normalize(s.Addr),
-		ev.Moment == MomentRcpt && s.Kind == "reject-nth" && f.isNth(ev.Address, s.N):
+		ev.Moment == MomentRcpt && s.Kind == "reject-nth" && f.isNth(ev.Address, s):
 		return Action{Reply: "550 5.1.1 <" + ev.Address + ">: Recipient address rejected: User unknown", Fault: s.Kind}
 	case ev.Moment == MomentRcpt && s.Kind == "greylist" && !f.grey[ev.Address]:
 		f.grey[ev.Address] = true
@@ -175,7 +176,7 @@ func (f *Faults) one(s FaultSpec, ev *Event) Action {
 		return Action{Close: true, Fault: s.Kind}
 	case ev.Moment == MomentCommitted && s.Kind == "drop-after-data" && f.draw(s.P):
 		return Action{Close: true, Fault: s.Kind}
-	case ev.Moment == MomentCommitted && s.Kind == "slow-ack" && (s.P >= 1 || f.draw(s.P)):
+	case ev.Moment == MomentCommitted && s.Kind == "slow-ack" && (s.P <= 0 || s.P >= 1 || f.draw(s.P)):
 		return Action{Delay: s.D, Fault: s.Kind}
 	case ev.Moment == MomentReply && s.Kind == "latency":
 		return Action{Delay: s.D, Fault: s.Kind}
@@ -187,10 +188,63 @@ func (f *Faults) one(s FaultSpec, ev *Event) Action {
 	return Action{}
 }
 
-// isNth reports whether addr is the n-th distinct recipient seen.
-func (f *Faults) isNth(addr string, n int) bool {
+// isNth reports whether addr is the one a reject-nth spec rejects: its
+// resolved Addr when a harness set one from the list (so senders that skip
+// around or run in parallel still bounce the address the harness expects),
+// otherwise the N-th distinct recipient seen.
+func (f *Faults) isNth(addr string, s FaultSpec) bool {
+	if s.Addr != "" {
+		return addr == Normalize(s.Addr)
+	}
 	if _, ok := f.nth[addr]; !ok {
 		f.nth[addr] = len(f.nth) + 1
 	}
-	return f.nth[addr] == n
+	return f.nth[addr] == s.N
+}
+
+// FaultSet is a Hook whose faults can be replaced while the server runs,
+// as PUT /api/v1/faults does. It is safe for concurrent use; the zero value
+// injects nothing.
+type FaultSet struct {
+	cur atomic.Pointer[faultState]
+}
+
+type faultState struct {
+	specs []FaultSpec
+	seed  uint64
+	hook  *Faults
+}
+
+// NewFaultSet returns a FaultSet injecting specs, its random faults seeded
+// by seed.
+func NewFaultSet(specs []FaultSpec, seed uint64) *FaultSet {
+	fs := &FaultSet{}
+	fs.Set(specs, seed)
+	return fs
+}
+
+// Set replaces the faults. Their state starts over: greylisting forgets the
+// addresses it has seen, reject-nth counts afresh, and random faults draw
+// from a new source seeded by seed, exactly as a server started with them.
+func (fs *FaultSet) Set(specs []FaultSpec, seed uint64) {
+	specs = slices.Clone(specs)
+	fs.cur.Store(&faultState{specs: specs, seed: seed, hook: NewFaults(specs, rand.New(rand.NewPCG(seed, 2)))})
+}
+
+// Specs returns the faults in force and their seed.
+func (fs *FaultSet) Specs() (specs []FaultSpec, seed uint64) {
+	st := fs.cur.Load()
+	if st == nil {
+		return nil, 0
+	}
+	return slices.Clone(st.specs), st.seed
+}
+
+// At implements Hook.
+func (fs *FaultSet) At(ctx context.Context, ev *Event) Action {
+	st := fs.cur.Load()
+	if st == nil {
+		return Action{}
+	}
+	return st.hook.At(ctx, ev)
 }

@@ -5,6 +5,8 @@ package fakesmtp
 
 import (
 	"context"
+	"fmt"
+	"fmt"
 	"time"
 )
 
@@ -52,6 +54,29 @@ func (m Moment) String() string {
 
 // MarshalText writes the moment's name.
 func (m Moment) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText reads a moment's name, so histories decode.
+func (m *Moment) UnmarshalText(b []byte) error {
+	for i, n := range momentNames {
+		if n == string(b) {
+			*m = Moment(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown protocol moment %q", b)
+}
+
+// UnmarshalText reads a moment's name, so that what MarshalText wrote (in
+// GET /api/v1/sessions, say) decodes back.
+func (m *Moment) UnmarshalText(b []byte) error {
+	for i, name := range momentNames {
+		if name == string(b) {
+			*m = Moment(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("fakesmtp: unknown protocol moment %q", b)
+}
 
 // Event is what a hook sees of a session at a moment.
 type Event struct {

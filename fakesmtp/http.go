@@ -1,22 +1,84 @@
-// The HTTP API: counts for test frameworks in any language, and /metrics.
+// The HTTP API: counts for test frameworks in any language, faults changed
+// at runtime, and /metrics.
 
 package fakesmtp
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Handler serves the counts API, /metrics and /healthz:
+// Handler serves the counts API, the faults API, /metrics and /healthz:
 //
 //	GET    /api/v1/recipients            every recipient with its counts
 //	GET    /api/v1/recipients/{address}  one recipient (zero counts if none)
 //	DELETE /api/v1/recipients            forget every count
 //	GET    /api/v1/sessions              the protocol moment of each connection
+//	GET    /api/v1/faults                {"faults": ["tempfail=0.5", "greylist"], "seed": 7}
+//	PUT    /api/v1/faults                replace them (same body; seed optional)
+//	POST   /api/v1/outage?for=2s         take the SMTP port down for a while
+//
+// The faults API edits the first *FaultSet among Options.Hooks and answers
+// 404 when there is none. Bad input answers 400 with a message naming it.
 func (srv *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/faults", func(w http.ResponseWriter, r *http.Request) {
+		if fs := srv.faultSet(w); fs != nil {
+			writeJSON(w, faultsBody(fs))
+		}
+	})
+	mux.HandleFunc("PUT /api/v1/faults", func(w http.ResponseWriter, r *http.Request) {
+		fs := srv.faultSet(w)
+		if fs == nil {
+			return
+		}
+		var body struct {
+			Faults []string `json:"faults"`
+			Seed   *uint64  `json:"seed"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			http.Error(w, `want a JSON body like {"faults": ["tempfail=0.5", "greylist"], "seed": 7}: `+err.Error(), http.StatusBadRequest)
+			return
+		}
+		specs := make([]FaultSpec, 0, len(body.Faults))
+		for i, s := range body.Faults {
+			f, err := ParseFault(s)
+			if err == nil && f.Kind == "outage" {
+				err = fmt.Errorf("%q: an outage is not a session fault; use POST /api/v1/outage?for=DUR", s)
+			}
+			if err != nil {
+				http.Error(w, fmt.Sprintf("faults[%d]: %s", i, strings.TrimPrefix(err.Error(), "--fault ")), http.StatusBadRequest)
+				return
+			}
+			specs = append(specs, f)
+		}
+		_, seed := fs.Specs()
+		if body.Seed != nil {
+			seed = *body.Seed
+		}
+		fs.Set(specs, seed)
+		writeJSON(w, faultsBody(fs))
+	})
+	mux.HandleFunc("POST /api/v1/outage", func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query().Get("for")
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			http.Error(w, fmt.Sprintf("for=%q: want a positive duration, like /api/v1/outage?for=2s", v), http.StatusBadRequest)
+			return
+		}
+		if err := srv.Outage(d); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
 	mux.HandleFunc("GET /api/v1/recipients", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, srv.oracle.Snapshot())
 	})
@@ -35,6 +97,29 @@ func (srv *Server) Handler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// faultSet finds the hook the faults API edits, or answers 404.
+func (srv *Server) faultSet(w http.ResponseWriter) *FaultSet {
+	for _, h := range srv.opts.Hooks {
+		if fs, ok := h.(*FaultSet); ok {
+			return fs
+		}
+	}
+	http.Error(w, "this server has no runtime fault set (no *fakesmtp.FaultSet among Options.Hooks)", http.StatusNotFound)
+	return nil
+}
+
+func faultsBody(fs *FaultSet) any {
+	specs, seed := fs.Specs()
+	names := make([]string, len(specs))
+	for i, f := range specs {
+		names[i] = f.String()
+	}
+	return struct {
+		Faults []string `json:"faults"`
+		Seed   uint64   `json:"seed"`
+	}{names, seed}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

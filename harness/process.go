@@ -204,6 +204,9 @@ func (t *tail) Lines() []string {
 // watchdog is a tiny shell process that outlives the harness by design: it
 // learns every sender's process group on its stdin and, when stdin closes
 // without a "done" (the harness was killed, even by SIGKILL), kills them all.
+// The kill is spelled "kill -s KILL -- -PGID": dash (Debian's /bin/sh)
+// rejects "kill -KILL -- -PGID" with "Illegal number", which left every
+// group alive; the -s form works in dash, bash and busybox alike.
 type watchdog struct {
 	mu  sync.Mutex
 	w   io.WriteCloser
@@ -220,7 +223,7 @@ while read -r op p; do
     done) exit 0 ;;
   esac
 done
-for x in $g; do kill -KILL -- "-$x" 2>/dev/null; done`
+for x in $g; do kill -s KILL -- "-$x" 2>/dev/null; done`
 
 func startWatchdog() (*watchdog, error) {
 	cmd := exec.Command("/bin/sh", "-c", watchdogScript)

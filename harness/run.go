@@ -403,6 +403,15 @@ func (r *run) supervise(ctx context.Context) (string, error) {
 	failures, completed := 0, false
 	running := 0
 	ended := ""
+	// abort ends a run the harness cannot carry on: no sender may outlive it.
+	abort := func(err error) (string, error) {
+		r.stopAll()
+		for running > 0 {
+			r.reaped(<-r.exits)
+			running--
+		}
+		return "", err
+	}
 	for ended == "" || running > 0 {
 		select {
 		case k := <-stagger:
@@ -411,12 +420,7 @@ func (r *run) supervise(ctx context.Context) (string, error) {
 				continue
 			}
 			if err := r.launch(ctx, k); err != nil {
-				r.stopAll()
-				for running > 0 {
-					r.reaped(<-r.exits)
-					running--
-				}
-				return "", err
+				return abort(err)
 			}
 			running++
 		case p := <-r.exits:
@@ -425,6 +429,13 @@ func (r *run) supervise(ctx context.Context) (string, error) {
 			r.mu.Lock()
 			signalled := p.signalled
 			r.mu.Unlock()
+			if ended == "" && ctx.Err() != nil {
+				// The context killed this sender (exec.CommandContext) before
+				// the loop saw ctx.Done: an interruption, not a failed attempt
+				// to restart.
+				ended = "interrupted"
+				r.stopAll()
+			}
 			switch {
 			case ended != "":
 			case signalled:
@@ -432,7 +443,7 @@ func (r *run) supervise(ctx context.Context) (string, error) {
 				r.restarts++
 				r.mu.Unlock()
 				if err := r.launch(ctx, p.instance); err != nil {
-					return "", err
+					return abort(err)
 				}
 				running++
 			case p.exit.Code == 0 && p.exit.Err == "":
@@ -443,7 +454,7 @@ func (r *run) supervise(ctx context.Context) (string, error) {
 				r.restarts++
 				r.mu.Unlock()
 				if err := r.launch(ctx, p.instance); err != nil {
-					return "", err
+					return abort(err)
 				}
 				running++
 			}

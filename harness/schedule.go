@@ -6,6 +6,7 @@
 package harness
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -26,20 +27,25 @@ type schedule struct {
 func newSchedule(specs []KillSpec, n int, rng *rand.Rand) *schedule {
 	s := &schedule{armed: map[KillKind][]point{}}
 	clamp := func(v int) int { return min(max(v, 1), n) }
+	// The reason names the point, so the history shows where each kill was
+	// due and two runs with one seed can be compared.
+	at := func(c int, k KillSpec) point {
+		return point{c, fmt.Sprintf("--kill %s: point %d of %d recipients with a copy", k, c, n)}
+	}
 	for _, k := range specs {
 		switch k.Kind {
 		case KillAt:
 			for _, p := range k.Percents {
-				s.points = append(s.points, point{clamp(int(math.Ceil(p / 100 * float64(n)))), "--kill " + k.String()})
+				s.points = append(s.points, at(clamp(int(math.Ceil(p/100*float64(n)))), k))
 			}
 		case KillEvery:
 			for c := k.N; c < n; c += k.N {
-				s.points = append(s.points, point{c, "--kill " + k.String()})
+				s.points = append(s.points, at(c, k))
 			}
 		case KillRandom:
 			lo, hi := 0.05*float64(n), 0.95*float64(n)
 			for range k.N {
-				s.points = append(s.points, point{clamp(int(lo + rng.Float64()*(hi-lo))), "--kill " + k.String()})
+				s.points = append(s.points, at(clamp(int(lo+rng.Float64()*(hi-lo))), k))
 			}
 		case KillInDoubt, KillDuringData:
 			for i := 1; i <= k.N; i++ {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 
 	"github.com/onecopy/onecopy/fakesmtp"
 )
@@ -40,10 +39,9 @@ func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		specs = append(specs, spec)
 	}
-	opts := fakesmtp.Options{Addr: *smtpAddr, HTTPAddr: *httpAddr, Journal: *journal, MaxSize: *maxSize}
-	if len(specs) > 0 {
-		opts.Hooks = []fakesmtp.Hook{fakesmtp.NewFaults(specs, rand.New(rand.NewPCG(*seed, 2)))}
-	}
+	// A FaultSet even with no --fault, so PUT /api/v1/faults can add some.
+	opts := fakesmtp.Options{Addr: *smtpAddr, HTTPAddr: *httpAddr, Journal: *journal, MaxSize: *maxSize,
+		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(specs, *seed)}}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
@@ -53,7 +51,7 @@ func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fmt.Fprintf(stdout, "onecopy fakesmtp: SMTP on %s\n", srv.Addr())
 	if a := srv.HTTPAddr(); a != "" {
-		fmt.Fprintf(stdout, "  counts:  http://%s/api/v1/recipients\n  metrics: http://%s/metrics\n", a, a)
+		fmt.Fprintf(stdout, "  counts:  http://%s/api/v1/recipients\n  faults:  http://%s/api/v1/faults\n  metrics: http://%s/metrics\n", a, a, a)
 	}
 	if *journal != "" {
 		c := srv.Oracle().Copies()
