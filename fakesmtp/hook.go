@@ -6,7 +6,6 @@ package fakesmtp
 import (
 	"context"
 	"fmt"
-	"fmt"
 	"time"
 )
 
@@ -54,17 +53,6 @@ func (m Moment) String() string {
 
 // MarshalText writes the moment's name.
 func (m Moment) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
-
-// UnmarshalText reads a moment's name, so histories decode.
-func (m *Moment) UnmarshalText(b []byte) error {
-	for i, n := range momentNames {
-		if n == string(b) {
-			*m = Moment(i)
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown protocol moment %q", b)
-}
 
 // UnmarshalText reads a moment's name, so that what MarshalText wrote (in
 // GET /api/v1/sessions, say) decodes back.
