@@ -171,6 +171,9 @@ func (s *session) hook(m Moment, ev Event) Action {
 			s.srv.faultFired(s, m, a.Fault, false)
 		}
 		act.Delay += a.Delay
+		if act.Fault == "" {
+			act.Fault = a.Fault // a delay-only fault (slow-ack) must still be reported
+		}
 		if a.Reply != "" || a.Close {
 			act.Reply, act.Close, act.Fault = a.Reply, a.Close, a.Fault
 			break
@@ -189,11 +192,11 @@ func (s *session) hook(m Moment, ev Event) Action {
 
 // LocalAddr, RemoteAddr and the deadline setters make session a net.Conn.
 // Deadlines belong to the guard: the library's are ignored.
-func (s *session) LocalAddr() net.Addr                { return s.raw.LocalAddr() }
-func (s *session) RemoteAddr() net.Addr               { return sessionAddr{s} }
-func (s *session) SetDeadline(time.Time) error        { return nil }
-func (s *session) SetReadDeadline(time.Time) error    { return nil }
-func (s *session) SetWriteDeadline(time.Time) error   { return nil }
+func (s *session) LocalAddr() net.Addr              { return s.raw.LocalAddr() }
+func (s *session) RemoteAddr() net.Addr             { return sessionAddr{s} }
+func (s *session) SetDeadline(time.Time) error      { return nil }
+func (s *session) SetReadDeadline(time.Time) error  { return nil }
+func (s *session) SetWriteDeadline(time.Time) error { return nil }
 
 // Close is called by the library when its session ends.
 func (s *session) Close() error {
@@ -243,6 +246,18 @@ func (s *session) writeRaw(b string) error {
 func (s *session) writeLocked(b string) error {
 	s.raw.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
 	_, err := io.WriteString(s.raw, b)
+	if err != nil && !s.closed {
+		// A reply the client did not take ends the session. Left open, it
+		// would go on for ever: the library's buffered writer keeps the
+		// error and never writes again, so the guard would stop seeing
+		// replies (and lose the protocol moment) while the library went
+		// on reading commands and answering nobody.
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.srv.protocolError(s, "write_timeout", "")
+		}
+		s.closed = true
+		s.raw.Close()
+	}
 	return err
 }
 
@@ -267,14 +282,42 @@ func (s *session) reply(line string) error {
 
 // abort writes a last reply (if any) and closes the connection.
 func (s *session) abort(last, why string) error {
-	if last != "" {
-		s.writeRaw(last + "\r\n")
+	if last != "" && s.writeRaw(last+"\r\n") == nil {
+		s.linger()
 	}
 	s.closeRaw()
 	if why == "" {
 		why = last
 	}
 	return closedError{why}
+}
+
+// lingerTime bounds how long a session drains a client after its last
+// reply, and lingerBytes how much.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 1 << 20
+)
+
+// linger half-closes the connection after a last reply and drains what the
+// client still sends, briefly. Closing with unread input makes the kernel
+// reset the connection, and a reset can discard the reply before the client
+// reads it: a junk flood or an over-long line would end in "connection
+// reset" instead of the 421 or 500 that says why. Not while the server
+// shuts down: Close must not wait for it.
+func (s *session) linger() {
+	hc, ok := s.raw.(interface{ CloseWrite() error })
+	if !ok || s.ctx.Err() != nil || hc.CloseWrite() != nil {
+		return
+	}
+	s.raw.SetReadDeadline(time.Now().Add(lingerTime))
+	for n := 0; n < lingerBytes; {
+		m, err := s.raw.Read(s.rbuf)
+		n += m
+		if err != nil {
+			return
+		}
+	}
 }
 
 // fail handles an error met while reading from the client.
@@ -354,8 +397,18 @@ func (s *session) readLine() (string, error) {
 	}
 }
 
-// Read gives the library its next validated unit.
+// Read gives the library its next validated unit. Once the guard has
+// ended the session it gives nothing more, not even commands the client
+// had already pipelined: after a last reply written from Write (too many
+// errors, a hook's Close, shutdown) the library's writer has failed for
+// good, yet it goes on reading, and it would run, and count, them.
 func (s *session) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return 0, closedError{"session ended"}
+	}
 	for len(s.pending) == 0 {
 		var err error
 		switch {
@@ -379,7 +432,7 @@ func (s *session) Read(p []byte) (int, error) {
 
 func (s *session) resetTx() {
 	s.inTx = false
-	s.rcpts = s.rcpts[:0]
+	s.rcpts = nil // hooks may keep the old slice (Event.Recipients): never write into it again
 }
 
 // nextCommand reads commands until one is for the library, answering the
@@ -512,7 +565,11 @@ func (s *session) nextData() error {
 		s.srv.protocolError(s, "message_too_big", "")
 		s.outcome = Action{Reply: "552 5.3.4 Message size exceeds fixed maximum message size"}
 		if !s.atLineBeg {
-			s.pending = append(s.pending[:0:0], '\r', '\n')
+			// End the library's current line, never as a final dot: a
+			// read that stopped right after a line's leading '.' would
+			// otherwise hand it ".\r\n", end its DATA early and put
+			// every later reply one off.
+			s.pending = append(s.pending[:0:0], ' ', '\r', '\n')
 		}
 	}
 	if !s.oversize {

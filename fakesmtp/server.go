@@ -72,7 +72,9 @@ type Delivery struct {
 	Session    uint64    `json:"session"`
 	Recipients []string  `json:"recipients"` // normalised and distinct
 	MessageID  string    `json:"message_id,omitempty"`
-	Size       int       `json:"size"`
+	// Size is the message in bytes as the client meant it: dot stuffing
+	// undone, without the final dot.
+	Size int `json:"size"`
 }
 
 // FaultEvent is one injected fault.
@@ -353,7 +355,9 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, data []byte) e
 	}
 	// data is the library's buffer, reused for the next message: keep
 	// nothing that points into it.
-	s.messageID = messageID(data)
+	msg := stripReceived(data)
+	size := len(msg)
+	s.messageID = messageID(msg)
 	now := time.Now()
 	if srv.journal != nil {
 		if err := srv.journal.append(now, rcpts, s.messageID); err != nil {
@@ -364,11 +368,25 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, data []byte) e
 	}
 	srv.oracle.Record(now, rcpts, s.messageID)
 	srv.metrics.copies.Add(float64(len(rcpts)))
-	srv.metrics.size.Observe(float64(s.size))
+	srv.metrics.size.Observe(float64(size))
 	if srv.opts.OnDelivery != nil {
-		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Recipients: rcpts, MessageID: s.messageID, Size: s.size})
+		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Recipients: rcpts, MessageID: s.messageID, Size: size})
 	}
 	return nil
+}
+
+// stripReceived drops the three-line Received header the library puts in
+// front of every message, leaving the message as the client sent it, dot
+// stuffing undone and without the final dot.
+func stripReceived(data []byte) []byte {
+	for range 3 {
+		i := bytes.Index(data, []byte("\r\n"))
+		if i < 0 {
+			return data
+		}
+		data = data[i+2:]
+	}
+	return data
 }
 
 // messageID returns the Message-ID header of a message, unfolded, or "".
