@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/mhale/smtpd v0.0.0-20210322105601-438c8edb069c
 	github.com/prometheus/client_golang v1.25.0
+	golang.org/x/net v0.61.0
 )
 
 require (
@@ -29,7 +30,6 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/mod v0.42.0 // indirect
-	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect

@@ -119,7 +119,8 @@ func ParseFault(spec string) (FaultSpec, error) {
 // Faults is the hook that injects a set of faults. Outage is not a session
 // fault: whoever knows the list calls Server.Outage for it.
 type Faults struct {
-	specs []FaultSpec
+	specs   []FaultSpec
+	moments MomentSet
 
 	mu   sync.Mutex
 	rng  *rand.Rand
@@ -129,8 +130,30 @@ type Faults struct {
 
 // NewFaults returns the hook for specs, drawing from rng.
 func NewFaults(specs []FaultSpec, rng *rand.Rand) *Faults {
-	return &Faults{specs: specs, rng: rng, nth: map[string]int{}, grey: map[string]bool{}}
+	f := &Faults{specs: specs, rng: rng, nth: map[string]int{}, grey: map[string]bool{}}
+	for _, s := range specs {
+		f.moments |= faultMoments[s.Kind]
+	}
+	return f
 }
+
+// faultMoments says where each kind of fault acts (see one).
+var faultMoments = map[string]MomentSet{
+	"reject":           Moments(MomentRcpt),
+	"reject-nth":       Moments(MomentRcpt),
+	"greylist":         Moments(MomentRcpt),
+	"tempfail":         Moments(MomentRcpt, MomentDataEnd),
+	"drop-during-data": Moments(MomentDataStreaming),
+	"drop-after-data":  Moments(MomentCommitted),
+	"slow-ack":         Moments(MomentCommitted),
+	"latency":          Moments(MomentReply),
+	"refuse":           Moments(MomentConnect),
+	"conn-limit":       Moments(MomentMail),
+}
+
+// Moments implements MomentHook: sessions skip the faults (and their lock)
+// at the moments none of them acts at.
+func (f *Faults) Moments() MomentSet { return f.moments }
 
 func (f *Faults) draw(p float64) bool { return p > 0 && f.rng.Float64() < p }
 
@@ -238,6 +261,14 @@ func (fs *FaultSet) Specs() (specs []FaultSpec, seed uint64) {
 		return nil, 0
 	}
 	return slices.Clone(st.specs), st.seed
+}
+
+// Moments implements MomentHook for the faults in force now.
+func (fs *FaultSet) Moments() MomentSet {
+	if st := fs.cur.Load(); st != nil {
+		return st.hook.moments
+	}
+	return 0
 }
 
 // At implements Hook.

@@ -114,6 +114,53 @@ type HookFunc func(ctx context.Context, ev *Event) Action
 // At calls f.
 func (f HookFunc) At(ctx context.Context, ev *Event) Action { return f(ctx, ev) }
 
+// MomentSet is a set of moments.
+type MomentSet uint32
+
+// Moments returns the set of ms.
+func Moments(ms ...Moment) MomentSet {
+	var s MomentSet
+	for _, m := range ms {
+		s |= 1 << uint(m)
+	}
+	return s
+}
+
+// AllMoments holds every moment.
+const AllMoments = MomentSet(1<<(MomentClosed+1) - 1)
+
+// Has reports whether m is in s.
+func (s MomentSet) Has(m Moment) bool { return s&(1<<uint(m)) != 0 }
+
+// MomentHook is a Hook that says at which moments it may act. A session
+// consults it only there, and at a moment no hook wants it builds no
+// Event and reads no clock: the hot path of a server whose hooks only
+// care about, say, the commit point costs nothing at every other reply.
+// Moments is called at every moment, so it must be cheap; it may change
+// its answer over time (a FaultSet whose faults are replaced does).
+type MomentHook interface {
+	Hook
+	Moments() MomentSet
+}
+
+// HookAt returns a MomentHook that calls h at the moments in ms only.
+func HookAt(ms MomentSet, h Hook) MomentHook { return momentHook{h, ms} }
+
+type momentHook struct {
+	Hook
+	ms MomentSet
+}
+
+func (h momentHook) Moments() MomentSet { return h.ms }
+
+// momentsOf is the set of moments at which h may act.
+func momentsOf(h Hook) MomentSet {
+	if mh, ok := h.(MomentHook); ok {
+		return mh.Moments()
+	}
+	return AllMoments
+}
+
 // SessionInfo is the protocol moment of one open connection.
 type SessionInfo struct {
 	ID       uint64    `json:"id"`

@@ -5,6 +5,8 @@
 package fakesmtp
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,11 +18,20 @@ type Metrics struct {
 	faults         *prometheus.CounterVec
 	sessions       prometheus.Gauge
 	size           prometheus.Histogram
+
+	// accepted caches the series every message updates: WithLabelValues
+	// hashes the label and takes a lock on each call. Filled on first use,
+	// so the series appears in /metrics only once it counts, as before.
+	accepted atomic.Pointer[prometheus.Counter]
 }
 
-// NewMetrics registers the server's metrics on reg. The histogram of copies
-// per recipient is read from the oracle at scrape time.
-func NewMetrics(reg prometheus.Registerer, o *Oracle, open func() int) (*Metrics, error) {
+// NewMetrics registers the server's metrics on reg. Build them once and
+// pass them as Options.Metrics to share them between servers started one
+// after another (a soak starts one per campaign): registering a second set
+// on one registry would fail. A server started without Options.Metrics
+// builds its own on Options.Registry, together with the histogram of copies
+// per recipient of its oracle, read at scrape time.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		copies: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "onecopy_smtp_copies_total",
@@ -48,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer, o *Oracle, open func() int) (*Metrics
 			Buckets: prometheus.ExponentialBuckets(256, 4, 8),
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.copies, m.transactions, m.protocolErrors, m.faults, m.sessions, m.size, copiesHistogram{o}} {
+	for _, c := range []prometheus.Collector{m.copies, m.transactions, m.protocolErrors, m.faults, m.sessions, m.size} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -56,7 +67,19 @@ func NewMetrics(reg prometheus.Registerer, o *Oracle, open func() int) (*Metrics
 	return m, nil
 }
 
-func (m *Metrics) transaction(result string) { m.transactions.WithLabelValues(result).Inc() }
+func (m *Metrics) transaction(result string) {
+	if result != "accepted" {
+		m.transactions.WithLabelValues(result).Inc()
+		return
+	}
+	c := m.accepted.Load()
+	if c == nil {
+		cc := m.transactions.WithLabelValues(result)
+		c = &cc
+		m.accepted.Store(c)
+	}
+	(*c).Inc()
+}
 
 func (m *Metrics) fault(kind string) {
 	if kind != "" {

@@ -61,7 +61,13 @@ type Options struct {
 	// OnFault is called for every fault a hook injected. It must not block.
 	OnFault func(FaultEvent)
 	// Registry receives the server's metrics; nil makes a private one.
+	// /metrics serves it.
 	Registry *prometheus.Registry
+	// Metrics, when set, are pre-built metrics (NewMetrics) the server
+	// updates instead of registering its own on Registry, so servers
+	// started one after another can share one registry. The per-server
+	// histogram onecopy_smtp_copies_per_recipient is then not exported.
+	Metrics *Metrics
 	// Logger receives protocol errors; nil discards.
 	Logger *slog.Logger
 }
@@ -169,8 +175,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	srv.ctx, srv.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var err error
-	if srv.metrics, err = NewMetrics(opts.Registry, srv.oracle, srv.openSessions); err != nil {
-		return nil, fmt.Errorf("fakesmtp: registering metrics: %w", err)
+	if srv.metrics = opts.Metrics; srv.metrics == nil {
+		if srv.metrics, err = NewMetrics(opts.Registry); err == nil {
+			err = opts.Registry.Register(copiesHistogram{srv.oracle})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fakesmtp: registering metrics: %w", err)
+		}
 	}
 	if opts.Journal != "" {
 		if srv.journal, err = openJournal(opts.Journal, srv.oracle); err != nil {
@@ -338,7 +349,7 @@ func (srv *Server) protocolError(s *session, kind, detail string) {
 var errRejected = errors.New("rejected by the connection guard")
 
 // handle is the library's message handler: the one place a copy is counted.
-func (srv *Server) handle(remote net.Addr, _ string, to []string, data []byte) error {
+func (srv *Server) handle(remote net.Addr, _ string, to []string, _ []byte) error {
 	sa, ok := remote.(sessionAddr)
 	if !ok {
 		return errors.New("fakesmtp: message from an unguarded connection")
@@ -353,11 +364,9 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, data []byte) e
 			rcpts = append(rcpts, k)
 		}
 	}
-	// data is the library's buffer, reused for the next message: keep
-	// nothing that points into it.
-	msg := stripReceived(data)
-	size := len(msg)
-	s.messageID = messageID(msg)
+	// The library saw an empty body: the guard measured the message and
+	// found its Message-ID as it streamed (see session.nextData).
+	size := s.msgSize
 	now := time.Now()
 	if srv.journal != nil {
 		if err := srv.journal.append(now, rcpts, s.messageID); err != nil {
@@ -373,20 +382,6 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, data []byte) e
 		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Recipients: rcpts, MessageID: s.messageID, Size: size})
 	}
 	return nil
-}
-
-// stripReceived drops the three-line Received header the library puts in
-// front of every message, leaving the message as the client sent it, dot
-// stuffing undone and without the final dot.
-func stripReceived(data []byte) []byte {
-	for range 3 {
-		i := bytes.Index(data, []byte("\r\n"))
-		if i < 0 {
-			return data
-		}
-		data = data[i+2:]
-	}
-	return data
 }
 
 // messageID returns the Message-ID header of a message, unfolded, or "".

@@ -156,7 +156,8 @@ var _ = Describe("The onecopy CLI", func() {
 			Expect(ok).To(BeTrue(), "worst is a list")
 			Expect(worst).NotTo(BeEmpty())
 			for _, w := range worst {
-				Expect(w).To(HaveLen(3))
+				Expect(w).To(HaveLen(4), "address, copies, message_ids, and copies_detail added by issue 7")
+				Expect(w).To(HaveKeyWithValue("copies_detail", HaveLen(4)))
 				Expect(w).To(HaveKeyWithValue("address", HaveSuffix("@onecopy.test")))
 				Expect(w).To(HaveKeyWithValue("copies", BeNumerically("==", 4)))
 				Expect(w).To(HaveKeyWithValue("message_ids", BeNumerically("==", 4)))

@@ -67,8 +67,13 @@ type Config struct {
 	SMTP fakesmtp.Options
 	// Progress, when set, receives a live progress line (for terminals).
 	Progress io.Writer
-	// Registry receives the run's metrics; nil keeps them private.
+	// Registry receives the fake SMTP server's metrics; nil keeps them
+	// private. Ignored for the server when Metrics is set.
 	Registry *prometheus.Registry
+	// Metrics, from NewMetrics, are updated as the run goes: copies,
+	// duplicates in doubt or not, kills, faults, progress, verdict. Runs
+	// sharing them must run one at a time. Nil: no metrics.
+	Metrics *Metrics
 	// Logger receives the run's events as they happen; nil discards.
 	Logger *slog.Logger
 }

@@ -49,6 +49,12 @@ type Report struct {
 	Replay          string         `json:"replay,omitempty"`
 	History         string         `json:"history,omitempty"`
 	Senders         []Attempt      `json:"senders,omitempty"`
+	// Cause is the most likely cause of what went wrong, in one sentence
+	// ("1,500 extra copies: each restart re-sent from the top of the
+	// list (3 restarts, new Message-IDs)"); empty when nothing did.
+	Cause string `json:"cause"`
+	// Timeline is the run over time, for the HTML report.
+	Timeline *Timeline `json:"timeline,omitempty"`
 }
 
 // Worst is one of the most-copied addresses.
@@ -56,16 +62,25 @@ type Worst struct {
 	Address    string `json:"address"`
 	Copies     int    `json:"copies"`
 	MessageIDs int    `json:"message_ids"`
+	// CopiesDetail is each copy in the order the server counted it, with
+	// the attempt that sent it and what explains it.
+	CopiesDetail []CopyDetail `json:"copies_detail,omitempty"`
 }
 
-// Attempt is one start of the sender, with its last output lines when the
-// run fell short.
+// Attempt is one start of the sender, with its last output lines.
 type Attempt struct {
 	Instance        int      `json:"instance"`
 	Attempt         int      `json:"attempt"`
 	Exit            string   `json:"exit"`
 	DurationSeconds float64  `json:"duration_seconds"`
 	Output          []string `json:"output,omitempty"`
+	// After is what preceded this attempt: "first start", or how the
+	// attempt before it ended ("SIGKILL at 50% (--kill at=50%)").
+	After string `json:"after,omitempty"`
+	// Copies it sent, and how many of them went to an address that
+	// already had one.
+	Copies int `json:"copies"`
+	Resent int `json:"resent"`
 }
 
 func (r *run) report(ended string) *Report {
@@ -110,7 +125,7 @@ func (r *run) report(ended string) *Report {
 		if len(rep.Worst) == 10 || w.Copies < 2 {
 			break
 		}
-		rep.Worst = append(rep.Worst, Worst{w.Address, w.Copies, w.MessageIDs})
+		rep.Worst = append(rep.Worst, Worst{Address: w.Address, Copies: w.Copies, MessageIDs: w.MessageIDs})
 	}
 	if rep.Worst == nil {
 		rep.Worst = []Worst{}
@@ -127,10 +142,9 @@ func (r *run) report(ended string) *Report {
 		}
 	}
 	for _, p := range procs {
-		a := Attempt{Instance: p.instance, Attempt: p.attempt, Exit: p.exit.String(), DurationSeconds: p.exit.Duration.Seconds()}
-		if !rep.Pass {
-			a.Output = p.out.Lines()
-		}
+		// Output is kept for passing runs too: the HTML report shows it.
+		a := Attempt{Instance: p.instance, Attempt: p.attempt, Exit: p.exit.String(), DurationSeconds: p.exit.Duration.Seconds(),
+			Output: p.out.Lines()}
 		rep.Senders = append(rep.Senders, a)
 	}
 	return rep
@@ -175,13 +189,16 @@ func (rep *Report) Summary(w io.Writer) {
 			if i == 5 {
 				break
 			}
-			fmt.Fprintf(w, "    %-40s %d copies, %d Message-IDs\n", x.Address, x.Copies, x.MessageIDs)
+			fmt.Fprintf(w, "    %-40s %d copies, %d Message-IDs%s\n", x.Address, x.Copies, x.MessageIDs, sentBy(x.CopiesDetail))
 		}
 	}
 	if len(rep.MissingSample) > 0 {
 		fmt.Fprintf(w, "  missing, e.g.: %s\n", strings.Join(rep.MissingSample[:min(3, len(rep.MissingSample))], ", "))
 	}
 	fmt.Fprintf(w, "  %s\n", rep.Reason)
+	if rep.Cause != "" {
+		fmt.Fprintf(w, "  most likely cause: %s\n", rep.Cause)
+	}
 	if !rep.Pass {
 		for _, a := range rep.Senders[max(0, len(rep.Senders)-3):] {
 			if len(a.Output) == 0 {
@@ -213,4 +230,33 @@ func histogramLine(h map[string]int) string {
 		return "(none)"
 	}
 	return strings.Join(parts, "  ")
+}
+
+// sentBy lists the attempts that sent an address's copies, for the summary.
+func sentBy(copies []CopyDetail) string {
+	if len(copies) == 0 {
+		return ""
+	}
+	multi := slices.ContainsFunc(copies, func(c CopyDetail) bool { return c.Instance > 1 })
+	parts := make([]string, 0, 7)
+	for i, c := range copies {
+		if i == 6 {
+			parts = append(parts, "…")
+			break
+		}
+		parts = append(parts, c.by(multi))
+	}
+	return " · sent by " + strings.Join(parts, ", ")
+}
+
+// by names the attempt that sent a copy: "attempt 2", or "instance 2
+// attempt 1" when several instances ran, or "unknown".
+func (c CopyDetail) by(instances bool) string {
+	switch {
+	case c.Attempt == 0:
+		return "unknown"
+	case instances:
+		return fmt.Sprintf("instance %d attempt %d", c.Instance, c.Attempt)
+	}
+	return fmt.Sprintf("attempt %d", c.Attempt)
 }

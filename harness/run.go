@@ -55,9 +55,12 @@ type run struct {
 	outageOn bool
 
 	copies   atomic.Int64
+	cm       *campaignMetrics // nil without Config.Metrics
 	killReq  chan string
 	exits    chan *proc
 	restarts int
+
+	attr attribution // which attempt opened each SMTP session
 }
 
 // Run runs one campaign and judges it. A verdict that falls short is data
@@ -83,20 +86,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer r.cleanup()
+	r.cm = cfg.Metrics.campaign(len(r.expected))
+	defer r.cm.end()
 	r.sched = newSchedule(cfg.Kills, len(r.expected), rand.New(rand.NewPCG(cfg.Seed, 1)))
 
 	opts := cfg.SMTP
 	opts.Hooks = append(slices.Clip(opts.Hooks),
+		fakesmtp.HookFunc(r.sessionOpened),
 		fakesmtp.HookFunc(r.atMoment),
-		fakesmtp.NewFaults(specs, rand.New(rand.NewPCG(cfg.Seed, 2))))
+		r.keepReplies(fakesmtp.NewFaults(specs, rand.New(rand.NewPCG(cfg.Seed, 2)))))
 	opts.OnDelivery = r.delivered
 	opts.OnFault = r.faulted
+	if opts.Metrics == nil && cfg.Metrics != nil {
+		opts.Metrics = cfg.Metrics.smtp
+	}
 	if opts.Registry == nil {
 		opts.Registry = cfg.Registry
 	}
 	if r.srv, err = fakesmtp.Start(ctx, opts); err != nil {
 		return nil, err
 	}
+	r.cm.attach(r.srv.Oracle())
 	r.env = append(os.Environ(),
 		"ONECOPY_SMTP_ADDR="+r.srv.Addr(),
 		"ONECOPY_RECIPIENTS="+r.listFile,
@@ -118,9 +128,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := r.report(ended)
+	r.cm.judge(rep)
 	r.hist.add(Event{Type: "end", Reason: ended + ": " + string(rep.Verdict)})
 	if err := r.hist.close(); err != nil {
 		return rep, fmt.Errorf("writing history: %w", err)
+	}
+	// Before cleanup removes a temporary work dir with the history in it.
+	if err := r.explain(rep); err != nil {
+		return rep, fmt.Errorf("reading the history back for the report: %w", err)
 	}
 	return rep, nil
 }
@@ -216,7 +231,8 @@ func (r *run) cleanup() {
 // much of the list has a copy, and fires count-based kills and the outage.
 func (r *run) delivered(d fakesmtp.Delivery) {
 	r.copies.Add(int64(len(d.Recipients)))
-	r.hist.add(Event{T: d.Time, Type: "copy", Session: d.Session, Recipients: d.Recipients, MessageID: d.MessageID})
+	o := r.ownerOf(d.Session)
+	r.hist.add(Event{T: d.Time, Type: "copy", Session: d.Session, Recipients: d.Recipients, MessageID: d.MessageID, Instance: o.instance, Attempt: o.attempt})
 	r.mu.Lock()
 	for _, a := range d.Recipients {
 		if i, ok := r.index[a]; ok && !r.covered[i] {
@@ -230,6 +246,7 @@ func (r *run) delivered(d fakesmtp.Delivery) {
 		r.outageOn = true
 	}
 	r.mu.Unlock()
+	r.cm.delivered(d.Recipients, r.expects, cov)
 	for _, why := range r.sched.due(cov) {
 		select {
 		case r.killReq <- why:
@@ -244,19 +261,30 @@ func (r *run) delivered(d fakesmtp.Delivery) {
 }
 
 func (r *run) faulted(f fakesmtp.FaultEvent) {
-	r.hist.add(Event{T: f.Time, Type: "fault", Kind: f.Kind, Session: f.Session, Moment: f.Moment.String(), InDoubt: boolInt(f.InDoubt)})
+	o := r.ownerOf(f.Session)
+	r.hist.add(Event{T: f.Time, Type: "fault", Kind: f.Kind, Session: f.Session, Moment: f.Moment.String(), InDoubt: boolInt(f.InDoubt),
+		Instance: o.instance, Attempt: o.attempt, Reason: r.takeReply(f.Session)})
 	r.countFault(f.Kind)
 	if f.InDoubt {
 		r.mu.Lock()
 		r.inDoubt++
 		r.mu.Unlock()
+		r.cm.doubt("fault", 1)
 	}
+}
+
+// expects reports whether a normalised address is on the list (and not
+// bounced).
+func (r *run) expects(addr string) bool {
+	_, ok := r.index[addr]
+	return ok
 }
 
 func (r *run) countFault(kind string) {
 	r.mu.Lock()
 	r.faults[kind]++
 	r.mu.Unlock()
+	r.cm.fault(kind)
 }
 
 func boolInt(b bool) int {
@@ -329,6 +357,8 @@ func (r *run) hit(reason string, wait bool) bool {
 		}
 	}
 	r.mu.Unlock()
+	r.cm.signal(sig)
+	r.cm.doubt("kill", ev.InDoubt)
 	r.hist.add(ev) // recorded before acting on it
 	for _, p := range targets {
 		p.signal(sig.sys())
@@ -363,6 +393,7 @@ func (r *run) escalate(p *proc) {
 	sessions := r.srv.Sessions()
 	r.inDoubt += len(sessions)
 	r.mu.Unlock()
+	r.cm.doubt("kill", len(sessions))
 	r.hist.add(Event{Type: "signal", Signal: "SIGKILL", PIDs: []int{p.pid}, Reason: "grace of " + r.cfg.Grace.String() + " over after SIGTERM", Sessions: sessions, InDoubt: len(sessions)})
 	p.signal(syscall.SIGKILL)
 }
@@ -442,6 +473,7 @@ func (r *run) supervise(ctx context.Context) (string, error) {
 				r.mu.Lock()
 				r.restarts++
 				r.mu.Unlock()
+				r.cm.restart(true)
 				if err := r.launch(ctx, p.instance); err != nil {
 					return abort(err)
 				}
@@ -453,6 +485,7 @@ func (r *run) supervise(ctx context.Context) (string, error) {
 				r.mu.Lock()
 				r.restarts++
 				r.mu.Unlock()
+				r.cm.restart(false)
 				if err := r.launch(ctx, p.instance); err != nil {
 					return abort(err)
 				}
@@ -521,7 +554,9 @@ func (r *run) reaped(p *proc) {
 	if r.live[p.instance] == p {
 		delete(r.live, p.instance)
 	}
+	signalled := p.signalled
 	r.mu.Unlock()
+	r.cm.attempt(p.exit, signalled)
 	ev := Event{Type: "exit", Instance: p.instance, Attempt: p.attempt, PIDs: []int{p.pid}, Reason: p.exit.String()}
 	code := p.exit.Code
 	ev.Code = &code

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 
 	"github.com/onecopy/onecopy/fakesmtp"
 )
@@ -22,8 +23,19 @@ func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	seed := fs.Uint64("seed", 1, "seed for random faults")
 	maxSize := fs.Int("max-size", 10<<20, "largest message accepted, in bytes")
 	verbose := fs.Bool("v", false, "log protocol errors and faults to stderr")
+	procs := fs.Int("procs", 1, "`N` threads run the server's Go code (GOMAXPROCS); 0 keeps Go's default of one per CPU")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	// One thread by default, like smtp-sink's single event loop: SMTP is
+	// ping-pong, each reply a few microseconds of work, and with more
+	// threads Go's scheduler spends as much again waking and parking them,
+	// on the cores the sender under test needs (docs/PERFORMANCE.md).
+	if *procs < 0 {
+		return failed(stderr, usageErr("--procs %d: want 0 (one per CPU) or more", *procs))
+	}
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
 	}
 	if fs.NArg() > 0 {
 		return failed(stderr, usageErr("fakesmtp takes no arguments (got %q)", fs.Args()))

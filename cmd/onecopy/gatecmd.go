@@ -24,7 +24,7 @@ func gateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&only, "only", "run only this scenario or label (repeatable)")
 	fs.Var(&skip, "skip", "skip this scenario or label (repeatable)")
 	junit := fs.String("junit", "", "write a JUnit XML report (one test case per scenario) to `FILE`")
-	reportDir := fs.String("report-dir", "", "write one JSON report per scenario into `DIR`")
+	reportDir := fs.String("report-dir", "", "write one JSON and one HTML report per scenario into `DIR`")
 	seed := fs.Uint64("seed", 0, "seed for every scenario (default: a random seed, printed)")
 	scale := fs.Float64("scale", 1, "multiply every list size by `F`")
 	timeout := fs.Duration("timeout", 2*time.Minute, "time limit per scenario")
@@ -110,6 +110,9 @@ func gateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cases = append(cases, harness.Case{Name: s.Name, Class: s.Mode, Report: rep})
 		if *reportDir != "" {
 			if err := rep.WriteJSON(filepath.Join(*reportDir, s.Name+".json")); err != nil {
+				return failed(stderr, err)
+			}
+			if err := rep.WriteHTML(filepath.Join(*reportDir, s.Name+".html")); err != nil {
 				return failed(stderr, err)
 			}
 		}

@@ -32,6 +32,7 @@ Usage:
   onecopy run [flags] -- COMMAND [ARGS...]   run a sender under kills and faults, judge it
   onecopy run [flags] --sender builtin:NAME  the same with a built-in sender
   onecopy gate [flags] -- COMMAND [ARGS...]  run the scenario catalog against a sender (CI gate, JUnit)
+  onecopy soak --duration D [flags] -- CMD    campaign after campaign for Prometheus to watch (or --sender builtin:NAME)
   onecopy repro                              reproduce the 4-copies bug with the naive sender
   onecopy fakesmtp [flags]                   the counting fake SMTP server on its own
   onecopy sender NAME                        run a built-in sender under the environment contract
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCmd(ctx, rest, stdout, stderr)
 	case "gate":
 		return gateCmd(ctx, rest, stdout, stderr)
+	case "soak":
+		return soakCmd(ctx, rest, stdout, stderr)
 	case "repro":
 		return reproCmd(ctx, rest, stdout, stderr)
 	case "fakesmtp":

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -17,8 +15,6 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // runFlags are the flags of onecopy run (DESIGN.md section 5).
@@ -38,6 +34,7 @@ type runFlags struct {
 	timeout     time.Duration
 	report      string
 	junit       string
+	html        string
 	metricsAddr string
 	sender      string
 	workDir     string
@@ -60,6 +57,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "end the run after this long")
 	fs.StringVar(&f.report, "report", "", "write the JSON report to `FILE`")
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML report to `FILE`")
+	fs.StringVar(&f.html, "html", "", "write a self-contained HTML report (timeline, histogram, duplicates traced to attempts) to `FILE`")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on `ADDR` during the run")
 	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME")
 	fs.StringVar(&f.workDir, "work-dir", "", "keep the state dir, list, history and sender logs in `DIR`")
@@ -189,16 +187,12 @@ func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr
 		cfg.Progress = stdout
 	}
 	if f.metricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		cfg.Registry = reg
-		ln, err := net.Listen("tcp", f.metricsAddr)
+		m, stop, err := serveMetrics(f.metricsAddr, stderr)
 		if err != nil {
-			return nil, failed(stderr, fmt.Errorf("--metrics-addr %s: %w", f.metricsAddr, err))
+			return nil, failed(stderr, err)
 		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
-		fmt.Fprintf(stderr, "onecopy: metrics on http://%s/metrics\n", ln.Addr())
+		defer stop()
+		cfg.Metrics = m
 	}
 	rep, err := harness.Run(ctx, cfg)
 	if rep == nil {
@@ -211,6 +205,12 @@ func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr
 	}
 	if f.report != "" {
 		if werr := rep.WriteJSON(f.report); werr != nil {
+			fmt.Fprintf(stderr, "onecopy: %v\n", werr)
+			return rep, exitHarness
+		}
+	}
+	if f.html != "" {
+		if werr := rep.WriteHTML(f.html); werr != nil {
 			fmt.Fprintf(stderr, "onecopy: %v\n", werr)
 			return rep, exitHarness
 		}
@@ -270,6 +270,7 @@ func reproCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("onecopy repro", stderr)
 	seed := fs.Uint64("seed", 1, "seed (the bug needs no randomness; kept for the report)")
 	report := fs.String("report", "", "write the JSON report to `FILE`")
+	html := fs.String("html", "", "write the HTML report to `FILE`")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -289,7 +290,7 @@ func reproCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return failed(stderr, err)
 	}
 	cfg.Replay = replayLine(runArgs, *seed, true)
-	f.report = *report
+	f.report, f.html = *report, *html
 	fmt.Fprint(stdout, "A marketing job sends one email to each of 1,000 subscribers. The 501st address is rejected\n"+
 		"with 550, the job throws, and the job runner retries it from the top, 3 times.\n\n")
 	rep, code := execute(ctx, cfg, f, stdout, stderr)
