@@ -46,13 +46,14 @@ type attribution struct {
 	pruneAt  int
 }
 
-// sessionOpened is a hook: when a session opens, its client is still
-// connected and waiting for the greeting, so its socket can be found.
-func (r *run) sessionOpened(_ context.Context, ev *fakesmtp.Event) fakesmtp.Action {
-	if ev.Moment == fakesmtp.MomentConnect {
-		r.setOwner(ev.Session, sessionOwner{owner: r.resolve(ev.Session)})
-	}
-	return fakesmtp.Action{}
+// sessionHook resolves each session's owner when it opens: its client is
+// still connected and waiting for the greeting, so its socket can be found.
+func (r *run) sessionHook() fakesmtp.Hook {
+	return fakesmtp.HookAt(fakesmtp.Moments(fakesmtp.MomentConnect),
+		fakesmtp.HookFunc(func(_ context.Context, ev *fakesmtp.Event) fakesmtp.Action {
+			r.setOwner(ev.Session, sessionOwner{owner: r.resolve(ev.Session)})
+			return fakesmtp.Action{}
+		}))
 }
 
 // ownerOf is the attempt that opened session id. A session not resolved
@@ -96,19 +97,33 @@ func (r *run) setOwner(id uint64, o sessionOwner) {
 
 // keepReplies wraps the fault hook to remember the reply a fault chose, so
 // the history can say "550 for rcpt000501@..." and not only "reject".
-func (r *run) keepReplies(h fakesmtp.Hook) fakesmtp.Hook {
-	return fakesmtp.HookFunc(func(ctx context.Context, ev *fakesmtp.Event) fakesmtp.Action {
-		a := h.At(ctx, ev)
-		if a.Reply != "" && a.Fault != "" {
-			r.attr.mu.Lock()
-			if r.attr.replies == nil {
-				r.attr.replies = map[uint64]string{}
-			}
-			r.attr.replies[ev.Session] = a.Reply
-			r.attr.mu.Unlock()
+func (r *run) keepReplies(h fakesmtp.Hook) fakesmtp.Hook { return replyKeeper{r, h} }
+
+type replyKeeper struct {
+	r *run
+	h fakesmtp.Hook
+}
+
+func (k replyKeeper) At(ctx context.Context, ev *fakesmtp.Event) fakesmtp.Action {
+	a := k.h.At(ctx, ev)
+	if a.Reply != "" && a.Fault != "" {
+		k.r.attr.mu.Lock()
+		if k.r.attr.replies == nil {
+			k.r.attr.replies = map[uint64]string{}
 		}
-		return a
-	})
+		k.r.attr.replies[ev.Session] = a.Reply
+		k.r.attr.mu.Unlock()
+	}
+	return a
+}
+
+// Moments passes on the wrapped hook's moments, so sessions still skip
+// the moments no fault acts at.
+func (k replyKeeper) Moments() fakesmtp.MomentSet {
+	if mh, ok := k.h.(fakesmtp.MomentHook); ok {
+		return mh.Moments()
+	}
+	return fakesmtp.AllMoments
 }
 
 // takeReply returns and forgets the reply a fault chose on a session.
@@ -121,7 +136,10 @@ func (r *run) takeReply(id uint64) string {
 }
 
 // resolve finds the attempt whose process holds the client end of session
-// id, falling back to the only live attempt when exactly one runs.
+// id. Where /proc cannot tell (not Linux), it falls back to the only live
+// attempt when exactly one runs. Not where /proc shows the socket held by
+// no live attempt: that is an attempt just started and not yet registered
+// (or one that left its process group), and guessing would blame another.
 func (r *run) resolve(id uint64) owner {
 	// r.mu first: it also orders this read of r.srv after Run set it.
 	r.mu.Lock()
@@ -139,10 +157,11 @@ func (r *run) resolve(id uint64) owner {
 			break
 		}
 	}
-	if p := socketOwner(remote, r.srv.Addr(), live); p != nil {
+	p, seen := socketOwner(remote, r.srv.Addr(), live)
+	if p != nil {
 		return owner{p.instance, p.attempt}
 	}
-	if len(live) == 1 {
+	if !seen && len(live) == 1 {
 		return owner{live[0].instance, live[0].attempt}
 	}
 	return owner{}
@@ -152,24 +171,25 @@ func (r *run) resolve(id uint64) owner {
 // a loopback connection from remote to server, through /proc (Linux): the
 // socket's inode from /proc/net/tcp{,6}, then socket:[inode] among the fds
 // of each group's leader, then of the rest of each group (a wrapper script
-// whose child sends). Elsewhere, or when the client is gone, it is nil.
-func socketOwner(remote, server string, procs []*proc) *proc {
-	if len(procs) == 0 {
-		return nil
-	}
+// whose child sends). seen reports whether /proc showed the socket at all:
+// not elsewhere, nor once the client is gone.
+func socketOwner(remote, server string, procs []*proc) (owner *proc, seen bool) {
 	_, cport, err1 := net.SplitHostPort(remote)
 	_, sport, err2 := net.SplitHostPort(server)
 	if err1 != nil || err2 != nil {
-		return nil
+		return nil, false
 	}
 	inode := socketInode(cport, sport)
 	if inode == "" {
-		return nil
+		return nil, false
+	}
+	if len(procs) == 0 {
+		return nil, true
 	}
 	target := "socket:[" + inode + "]"
 	for _, p := range procs {
 		if holds(p.pid, target) {
-			return p
+			return p, true
 		}
 	}
 	groups := make(map[int]*proc, len(procs))
@@ -183,10 +203,10 @@ func socketOwner(remote, server string, procs []*proc) *proc {
 			continue
 		}
 		if p := groups[pgrp(pid)]; p != nil && pid != p.pid && holds(pid, target) {
-			return p
+			return p, true
 		}
 	}
-	return nil
+	return nil, true
 }
 
 // socketInode is the inode of the TCP socket whose local port is local
@@ -642,11 +662,11 @@ func (p *pass) cause() string {
 		return ""
 	}
 	newIDs := 0
-	for _, rc := range p.r.srv.Snapshot().Recipients {
+	p.r.srv.Oracle().Each(func(rc fakesmtp.Recipient) { // no snapshot: a million recipients would double the run's memory
 		if _, ok := p.r.index[rc.Address]; ok && rc.MessageIDs > 1 {
 			newIDs++
 		}
-	}
+	})
 	ids := "same Message-IDs"
 	if newIDs > 0 {
 		ids = "new Message-IDs"

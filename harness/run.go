@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	opts := cfg.SMTP
 	opts.Hooks = append(slices.Clip(opts.Hooks),
-		fakesmtp.HookFunc(r.sessionOpened),
+		r.sessionHook(),
 		fakesmtp.HookFunc(r.atMoment),
 		r.keepReplies(fakesmtp.NewFaults(specs, rand.New(rand.NewPCG(cfg.Seed, 2)))))
 	opts.OnDelivery = r.delivered
