@@ -42,7 +42,10 @@ const (
 	rsetLine    = "RSET\r\n"
 )
 
-var dataEnd = []byte(".\r\n")
+var (
+	dataEnd = []byte(".\r\n")
+	crlf    = []byte("\r\n")
+)
 
 // protoError is a client mistake the guard answers itself.
 type protoError struct {
@@ -82,10 +85,23 @@ type session struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started time.Time
+	hooks   []sessionHook
+
+	// Times of the session are kept as durations since started, read from
+	// the monotonic clock alone (elapsed): half the cost of time.Now, which
+	// reads the wall clock too, and plain integers to compare. now is when
+	// the last client bytes arrived (or a hook's delay ended): the time of
+	// the moments set meanwhile and the base of the write deadline. A
+	// message takes four reads, not thirty clock readings.
+	startNs  int64 // started, in unix nanoseconds
+	now      time.Duration
+	rdl, wdl time.Duration // the deadlines last set on raw (wdl under mu); 0: none
 
 	rbuf       []byte
 	rpos, rend int
 	pending    []byte // validated bytes the library has yet to read
+	cmdBuf     []byte // the command line pending points into, reused
+	wbuf       []byte // a reply being written, reused (under mu)
 
 	expect     replyTo
 	wpart      []byte // a reply the library has not finished writing
@@ -102,11 +118,14 @@ type session struct {
 	lineLen   int
 	cr        bool
 	firstDot  bool
-	size      int
+	size      int // bytes of the body as sent, final dot line included
+	dots      int // lines that began with a dot (stuffed), the final one included
 	oversize  bool
-	atLineBeg bool // what was forwarded ends at a line start
+	header    []byte // the header section as sent, up to its empty line
+	inBody    bool   // the header's empty line has gone by
 	outcome   Action
-	messageID string
+	messageID string // of the message that just ended
+	msgSize   int    // of the message that just ended, as the client meant it
 
 	moment atomic.Int32
 	since  atomic.Int64
@@ -118,8 +137,17 @@ type session struct {
 	doneOnce   sync.Once
 }
 
+// sessionHook is a hook with the moments it may act at, when it says.
+type sessionHook struct {
+	h  Hook
+	mh MomentHook // nil: every moment
+}
+
+func (h sessionHook) wants(m Moment) bool { return h.mh == nil || h.mh.Moments().Has(m) }
+
 func newSession(srv *Server, raw net.Conn, id uint64) *session {
 	ctx, cancel := context.WithCancel(srv.ctx)
+	now := time.Now()
 	s := &session{
 		srv:     srv,
 		id:      id,
@@ -127,16 +155,70 @@ func newSession(srv *Server, raw net.Conn, id uint64) *session {
 		remote:  raw.RemoteAddr().String(),
 		ctx:     ctx,
 		cancel:  cancel,
-		started: time.Now(),
+		started: now,
+		startNs: now.UnixNano(),
 		rbuf:    make([]byte, readBufSize),
+	}
+	if len(srv.opts.Hooks) > 0 {
+		s.hooks = make([]sessionHook, len(srv.opts.Hooks))
+		for i, h := range srv.opts.Hooks {
+			s.hooks[i].h = h
+			s.hooks[i].mh, _ = h.(MomentHook)
+		}
 	}
 	s.setMoment(MomentConnect)
 	return s
 }
 
+// elapsed is the time since the session started, from the monotonic clock.
+func (s *session) elapsed() time.Duration { return time.Since(s.started) }
+
+// clock is the time now as the session counts it: its start plus the time
+// elapsed since, which a step of the system clock during the session does
+// not move.
+func (s *session) clock() time.Time { return s.started.Add(s.elapsed()) }
+
+// setMoment records the moment the session reached, as of s.now.
 func (s *session) setMoment(m Moment) {
 	s.moment.Store(int32(m))
-	s.since.Store(time.Now().UnixNano())
+	s.since.Store(s.startNs + int64(s.now))
+}
+
+// wants reports whether any hook may act at m.
+func (s *session) wants(m Moment) bool {
+	for _, h := range s.hooks {
+		if h.wants(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// deadlineSlack is how much later than asked a deadline may fire. Setting
+// a deadline costs a clock reading and a timer update (~300 ns here), four
+// times a message each way; with the slack a session refreshes each of its
+// deadlines about once per slack instead. A timeout thus fires between its
+// configured duration and that plus 1/16 of it (at most a second later).
+func deadlineSlack(d time.Duration) time.Duration { return min(d/16, time.Second) }
+
+// setReadDeadline makes a read fail no sooner than want (and no later than
+// want plus the slack, never past the session's end); times are since the
+// session started.
+func (s *session) setReadDeadline(want time.Duration) {
+	end := s.srv.opts.SessionTimeout
+	want = min(want, end)
+	d := min(want+deadlineSlack(s.srv.opts.IdleTimeout), end)
+	if s.rdl >= want && s.rdl <= d {
+		return
+	}
+	s.setReadDeadlineExactly(d)
+}
+
+// setReadDeadlineExactly sets the read deadline to d since the start, for
+// the short waits (linger, peerGone) that are not the idle timeout.
+func (s *session) setReadDeadlineExactly(d time.Duration) {
+	s.rdl = d
+	s.raw.SetReadDeadline(s.started.Add(d))
 }
 
 func (s *session) info() SessionInfo {
@@ -154,16 +236,25 @@ func (s *session) info() SessionInfo {
 
 // hook asks the server's hooks what to do at moment m and applies the delay.
 func (s *session) hook(m Moment, ev Event) Action {
-	if len(s.srv.opts.Hooks) == 0 {
+	if !s.wants(m) {
 		return Action{}
 	}
-	ev.Moment, ev.Session, ev.Time, ev.Messages = m, s.id, time.Now(), s.messages
+	return s.callHooks(m, ev)
+}
+
+// callHooks is hook's slow path: ev escapes to the heap (hooks get a
+// pointer), which must not cost the moments no hook wants.
+func (s *session) callHooks(m Moment, ev Event) Action {
+	ev.Moment, ev.Session, ev.Time, ev.Messages = m, s.id, s.clock(), s.messages
 	if ev.Recipients == nil && m >= MomentDataEnd {
 		ev.Recipients = s.rcpts
 	}
 	var act Action
-	for _, h := range s.srv.opts.Hooks {
-		a := h.At(s.ctx, &ev)
+	for _, sh := range s.hooks {
+		if !sh.wants(m) {
+			continue
+		}
+		a := sh.h.At(s.ctx, &ev)
 		if a.zero() {
 			continue
 		}
@@ -186,6 +277,7 @@ func (s *session) hook(m Moment, ev Event) Action {
 		case <-s.ctx.Done():
 			t.Stop()
 		}
+		s.now = s.elapsed()
 	}
 	return act
 }
@@ -202,7 +294,8 @@ func (s *session) SetWriteDeadline(time.Time) error { return nil }
 func (s *session) Close() error {
 	s.closeRaw()
 	s.doneOnce.Do(func() {
-		s.setMoment(MomentClosed)
+		s.moment.Store(int32(MomentClosed))
+		s.since.Store(time.Now().UnixNano())
 		s.cancel()
 		s.srv.sessionDone(s)
 	})
@@ -228,24 +321,32 @@ func (s *session) stop() {
 	if s.committing || s.closed {
 		return
 	}
-	s.writeLocked("421 4.3.2 Service shutting down, closing transmission channel\r\n")
+	s.writeLocked([]byte("421 4.3.2 Service shutting down, closing transmission channel\r\n"), s.elapsed())
 	s.closed = true
 	s.raw.Close()
 }
 
-// writeRaw sends bytes to the client under the write deadline.
-func (s *session) writeRaw(b string) error {
+// writeLine sends a reply line and its CRLF to the client under the write
+// deadline. Only the session goroutine calls it.
+func (s *session) writeLine(line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return closedError{"connection already closed"}
 	}
-	return s.writeLocked(b)
+	s.wbuf = append(append(s.wbuf[:0], line...), '\r', '\n')
+	return s.writeLocked(s.wbuf, s.now)
 }
 
-func (s *session) writeLocked(b string) error {
-	s.raw.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
-	_, err := io.WriteString(s.raw, b)
+// writeLocked writes b under a write deadline of WriteTimeout from now
+// (since the start; refreshed lazily, see deadlineSlack).
+func (s *session) writeLocked(b []byte, now time.Duration) error {
+	want := now + s.srv.opts.WriteTimeout
+	if d := want + deadlineSlack(s.srv.opts.WriteTimeout); s.wdl < want || s.wdl > d {
+		s.wdl = d
+		s.raw.SetWriteDeadline(s.started.Add(d))
+	}
+	_, err := s.raw.Write(b)
 	if err != nil && !s.closed {
 		// A reply the client did not take ends the session. Left open, it
 		// would go on for ever: the library's buffered writer keeps the
@@ -263,17 +364,23 @@ func (s *session) writeLocked(b string) error {
 
 // reply writes one reply to the client after the latency hook, and ends the
 // session after too many errors.
-func (s *session) reply(line string) error {
-	if a := s.hook(MomentReply, Event{Reply: line}); a.Reply != "" || a.Close {
-		return s.abort(a.Reply, a.Fault)
+func (s *session) reply(line string) error { return s.replyBytes([]byte(line)) }
+
+// replyBytes is reply for a line (without its CRLF) the caller does not
+// keep: the library's own replies pass through here without a copy.
+func (s *session) replyBytes(line []byte) error {
+	if s.wants(MomentReply) {
+		if a := s.hook(MomentReply, Event{Reply: string(line)}); a.Reply != "" || a.Close {
+			return s.abort(a.Reply, a.Fault)
+		}
 	}
-	if err := s.writeRaw(line + "\r\n"); err != nil {
+	if err := s.writeLine(line); err != nil {
 		return err
 	}
 	if code := replyCode(line); code == 500 || code == 501 || code == 503 {
 		s.errors++
 		if s.errors >= s.srv.opts.MaxErrors {
-			s.srv.protocolError(s, "too_many_errors", line)
+			s.srv.protocolError(s, "too_many_errors", string(line))
 			return s.abort("421 4.7.0 Too many errors, closing transmission channel", "")
 		}
 	}
@@ -282,7 +389,7 @@ func (s *session) reply(line string) error {
 
 // abort writes a last reply (if any) and closes the connection.
 func (s *session) abort(last, why string) error {
-	if last != "" && s.writeRaw(last+"\r\n") == nil {
+	if last != "" && s.writeLine([]byte(last)) == nil {
 		s.linger()
 	}
 	s.closeRaw()
@@ -310,7 +417,7 @@ func (s *session) linger() {
 	if !ok || s.ctx.Err() != nil || hc.CloseWrite() != nil {
 		return
 	}
-	s.raw.SetReadDeadline(time.Now().Add(lingerTime))
+	s.setReadDeadlineExactly(s.elapsed() + lingerTime)
 	for n := 0; n < lingerBytes; {
 		m, err := s.raw.Read(s.rbuf)
 		n += m
@@ -343,7 +450,7 @@ func (s *session) fail(err error) error {
 }
 
 // fill reads more client bytes into rbuf, keeping what is unread.
-func (s *session) fill(deadline time.Time) error {
+func (s *session) fill(deadline time.Duration) error {
 	if s.rpos > 0 {
 		s.rend = copy(s.rbuf, s.rbuf[s.rpos:s.rend])
 		s.rpos = 0
@@ -351,13 +458,11 @@ func (s *session) fill(deadline time.Time) error {
 	if s.rend == len(s.rbuf) {
 		return &protoError{"line_too_long", "500 5.5.2 Line too long", true}
 	}
-	if cap := s.started.Add(s.srv.opts.SessionTimeout); cap.Before(deadline) {
-		deadline = cap
-	}
-	s.raw.SetReadDeadline(deadline)
+	s.setReadDeadline(deadline)
 	n, err := s.raw.Read(s.rbuf[s.rend:])
 	s.rend += n
 	if n > 0 {
+		s.now = s.elapsed()
 		return nil
 	}
 	if err == nil {
@@ -368,7 +473,7 @@ func (s *session) fill(deadline time.Time) error {
 
 // readLine returns the next command line without its CRLF.
 func (s *session) readLine() (string, error) {
-	deadline := time.Now().Add(s.srv.opts.IdleTimeout)
+	var deadline time.Duration // set at the first read: a pipelined line needs none
 	for {
 		buf := s.rbuf[s.rpos:s.rend]
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
@@ -390,6 +495,9 @@ func (s *session) readLine() (string, error) {
 		}
 		if len(buf) >= s.srv.opts.MaxLineLength {
 			return "", &protoError{"line_too_long", "500 5.5.2 Line too long", true}
+		}
+		if deadline == 0 {
+			deadline = s.elapsed() + s.srv.opts.IdleTimeout
 		}
 		if err := s.fill(deadline); err != nil {
 			return "", err
@@ -447,7 +555,9 @@ func (s *session) nextCommand() error {
 			continue
 		}
 		verb, arg := splitCommand(line)
-		reply, pass := "", line
+		// pass is what the library gets: the line as read, or the
+		// command rebuilt in cmdBuf from its validated parts.
+		reply, pass, rebuilt := "", line, false
 		s.expect = replyOther
 		switch verb {
 		case "HELO", "EHLO":
@@ -471,7 +581,8 @@ func (s *session) nextCommand() error {
 					return s.answer(a)
 				}
 				s.setMoment(MomentMail)
-				pass = "MAIL FROM:<" + addr + ">" + params
+				s.cmdBuf = append(append(append(append(s.cmdBuf[:0], "MAIL FROM:<"...), addr...), '>'), params...)
+				rebuilt = true
 				s.expect = replyMail
 			}
 		case "RCPT":
@@ -495,7 +606,8 @@ func (s *session) nextCommand() error {
 					return s.answer(a)
 				}
 				s.setMoment(MomentRcpt)
-				pass = "RCPT TO:<" + addr + ">"
+				s.cmdBuf = append(append(append(s.cmdBuf[:0], "RCPT TO:<"...), addr...), '>')
+				rebuilt = true
 				s.rcptWanted = key
 				s.expect = replyRcpt
 			}
@@ -521,8 +633,13 @@ func (s *session) nextCommand() error {
 			}
 			continue
 		}
-		s.pending = append(s.pending[:0:0], pass...)
-		s.pending = append(s.pending, '\r', '\n')
+		// pending is always drained before the next command is read, so
+		// one buffer per session serves every command.
+		if !rebuilt {
+			s.cmdBuf = append(s.cmdBuf[:0], pass...)
+		}
+		s.cmdBuf = append(s.cmdBuf, '\r', '\n')
+		s.pending = s.cmdBuf
 		return nil
 	}
 }
@@ -535,10 +652,19 @@ func (s *session) answer(a Action) error {
 	return s.reply(a.Reply)
 }
 
-// nextData validates the DATA body as it streams and hands it on. Only
-// <CR><LF>.<CR><LF> ends it; a bare CR or LF anywhere (the SMTP smuggling
-// variants) or a NUL ends the session instead, before the library could
-// read a second message out of one.
+// nextData validates the DATA body as it streams. Only <CR><LF>.<CR><LF>
+// ends it; a bare CR or LF anywhere (the SMTP smuggling variants) or a NUL
+// ends the session instead, before the library could read a second
+// message out of one.
+//
+// The library gets an empty body: just the final dot, once the guard has
+// seen the real one. The guard, which must look at every byte anyway,
+// measures the message and finds its Message-ID in the header it keeps,
+// and the handler takes both from the session. The library would copy the
+// body line by line (an allocation per line) into a buffer and then again
+// behind its Received header, and hold whole messages of up to MaxSize in
+// memory for every session: under load, a tenth of the server's CPU on
+// small messages and most of it on large ones.
 func (s *session) nextData() error {
 	if !s.streamed {
 		s.streamed = true
@@ -547,7 +673,7 @@ func (s *session) nextData() error {
 		}
 	}
 	if s.rpos == s.rend {
-		if err := s.fill(time.Now().Add(s.srv.opts.IdleTimeout)); err != nil {
+		if err := s.fill(s.elapsed() + s.srv.opts.IdleTimeout); err != nil {
 			s.srv.metrics.transaction("aborted")
 			return s.fail(err)
 		}
@@ -564,27 +690,21 @@ func (s *session) nextData() error {
 		s.oversize = true
 		s.srv.protocolError(s, "message_too_big", "")
 		s.outcome = Action{Reply: "552 5.3.4 Message size exceeds fixed maximum message size"}
-		if !s.atLineBeg {
-			// End the library's current line, never as a final dot: a
-			// read that stopped right after a line's leading '.' would
-			// otherwise hand it ".\r\n", end its DATA early and put
-			// every later reply one off.
-			s.pending = append(s.pending[:0:0], ' ', '\r', '\n')
-		}
 	}
 	if !s.oversize {
 		s.size += n
-		s.pending = body
-		if n > 0 {
-			s.atLineBeg = body[n-1] == '\n'
-		}
+		s.keepHeader(body)
 	}
 	if !done {
 		return nil
 	}
-	if s.oversize {
-		s.pending = append(s.pending, dataEnd...)
+	// Stuffing dots are not the client's; nor is the final dot line.
+	s.msgSize = s.size - len(dataEnd) - (s.dots - 1)
+	s.messageID = messageID(s.header)
+	if cap(s.header) > 64<<10 {
+		s.header = nil // do not keep a huge header for the rest of the session
 	}
+	s.pending = dataEnd
 	s.inData = false
 	s.expect = replyDataEnd
 	s.setMoment(MomentDataEnd)
@@ -610,96 +730,132 @@ func (s *session) nextData() error {
 // scan advances the DATA state machine over chunk. It returns how many
 // bytes belong to the body (the final dot line included when done).
 func (s *session) scan(chunk []byte) (n int, done bool, err error) {
-	for i, b := range chunk {
-		if s.cr {
-			if b != '\n' {
+	// The state lives in locals, and the bytes between two CRs are checked
+	// by bytes.IndexByte (vectorised) rather than one by one: this runs
+	// over every byte of every message.
+	cr, firstDot, lineLen, dots := s.cr, s.firstDot, s.lineLen, s.dots
+	defer func() { s.cr, s.firstDot, s.lineLen, s.dots = cr, firstDot, lineLen, dots }()
+	for i := 0; i < len(chunk); {
+		if cr {
+			if chunk[i] != '\n' {
 				return i, false, &protoError{"smuggling_bare_cr", "554 5.6.0 Bare <CR> in message data (possible SMTP smuggling), closing", true}
 			}
-			if s.firstDot && s.lineLen == 1 {
+			if firstDot && lineLen == 1 {
 				return i + 1, true, nil
 			}
-			s.cr, s.firstDot, s.lineLen = false, false, 0
+			cr, firstDot, lineLen = false, false, 0
+			i++
 			continue
 		}
-		switch b {
-		case '\r':
-			s.cr = true
-			continue
-		case '\n':
-			return i, false, &protoError{"smuggling_bare_lf", "554 5.6.0 Bare <LF> in message data (possible SMTP smuggling), closing", true}
-		case 0:
-			return i, false, &protoError{"nul", "554 5.6.0 NUL in message data, closing", true}
+		if lineLen == 0 && chunk[i] == '.' {
+			firstDot = true
+			dots++
 		}
-		if s.lineLen == 0 && b == '.' {
-			s.firstDot = true
+		// The run up to the next CR (or the end of the chunk) must hold
+		// no LF and no NUL.
+		end := len(chunk)
+		if k := bytes.IndexByte(chunk[i:], '\r'); k >= 0 {
+			end = i + k
 		}
-		s.lineLen++
+		run := chunk[i:end]
+		lf, nul := bytes.IndexByte(run, '\n'), bytes.IndexByte(run, 0)
+		switch {
+		case lf >= 0 && (nul < 0 || lf < nul):
+			return i + lf, false, &protoError{"smuggling_bare_lf", "554 5.6.0 Bare <LF> in message data (possible SMTP smuggling), closing", true}
+		case nul >= 0:
+			return i + nul, false, &protoError{"nul", "554 5.6.0 NUL in message data, closing", true}
+		}
+		lineLen += len(run)
+		i = end
+		if end < len(chunk) {
+			cr = true
+			i++
+		}
 	}
 	return len(chunk), false, nil
 }
 
 // Write receives the library's replies, lets hooks act on them, and tracks
 // the dialogue.
-func (s *session) Write(b []byte) (int, error) {
-	if len(s.wpart) > 0 || !bytes.HasSuffix(b, []byte("\r\n")) {
+func (s *session) Write(p []byte) (int, error) {
+	b := p
+	if len(s.wpart) > 0 || !bytes.HasSuffix(b, crlf) {
 		s.wpart = append(s.wpart, b...)
-		if !bytes.HasSuffix(s.wpart, []byte("\r\n")) {
-			return len(b), nil
+		if !bytes.HasSuffix(s.wpart, crlf) {
+			return len(p), nil
 		}
 		b, s.wpart = s.wpart, nil
 	}
-	line := string(b[:len(b)-2])
+	line := b[:len(b)-2]
 	code := replyCode(line)
 	var err error
 	switch s.expect {
 	case replyGreeting:
 		if a := s.hook(MomentConnect, Event{}); a.Reply != "" || a.Close {
-			return len(b), s.abort(a.Reply, a.Fault)
+			return len(p), s.abort(a.Reply, a.Fault)
 		}
-		err = s.reply(line)
+		err = s.replyBytes(line)
 		s.setMoment(MomentGreeting)
 	case replyInternal:
-		return len(b), nil
+		return len(p), nil
 	case replyMail:
 		if code == 250 {
 			s.inTx = true
 		}
-		err = s.reply(line)
+		err = s.replyBytes(line)
 	case replyRcpt:
 		if code == 250 {
 			s.rcpts = append(s.rcpts, s.rcptWanted)
 		}
-		err = s.reply(line)
+		err = s.replyBytes(line)
 	case replyData:
 		if code == 354 {
 			s.startData()
 		}
-		err = s.reply(line)
+		err = s.replyBytes(line)
 		if code == 354 {
 			s.setMoment(MomentDataStreaming)
 		}
 	case replyDataEnd:
 		err = s.endData(line, code)
 	default:
-		err = s.reply(line)
+		err = s.replyBytes(line)
 	}
 	s.expect = replyOther
 	if err != nil {
-		return len(b), err
+		return len(p), err
 	}
-	return len(b), nil
+	return len(p), nil
+}
+
+// keepHeader appends what of body belongs to the message's header section
+// (everything before the first empty line) to s.header.
+func (s *session) keepHeader(body []byte) {
+	if s.inBody {
+		return
+	}
+	from := max(len(s.header)-3, 0)
+	s.header = append(s.header, body...)
+	if bytes.HasPrefix(s.header, crlf) {
+		s.header, s.inBody = s.header[:0], true // no header at all
+		return
+	}
+	if i := bytes.Index(s.header[from:], []byte("\r\n\r\n")); i >= 0 {
+		s.header, s.inBody = s.header[:from+i+2], true
+	}
 }
 
 func (s *session) startData() {
 	s.inData, s.streamed = true, false
 	s.lineLen, s.cr, s.firstDot = 0, false, false
-	s.size, s.oversize, s.atLineBeg = 0, false, true
-	s.outcome, s.messageID = Action{}, ""
+	s.size, s.dots, s.oversize = 0, 0, false
+	s.header, s.inBody = s.header[:0], false
+	s.outcome, s.messageID, s.msgSize = Action{}, "", 0
 }
 
 // endData answers the final dot: the guard's own verdict when it had one,
 // otherwise the library's 250 after the handler counted the message.
-func (s *session) endData(line string, code int) error {
+func (s *session) endData(line []byte, code int) error {
 	defer func() {
 		s.mu.Lock()
 		s.committing = false
@@ -713,7 +869,7 @@ func (s *session) endData(line string, code int) error {
 	s.resetTx()
 	if code != 250 {
 		if s.outcome.Reply != "" {
-			line = s.outcome.Reply
+			line = []byte(s.outcome.Reply)
 			code = replyCode(line)
 		}
 		if code >= 500 {
@@ -723,7 +879,7 @@ func (s *session) endData(line string, code int) error {
 		}
 		s.needReset = true // the library keeps the old envelope after a failed DATA
 		s.setMoment(MomentGreeting)
-		return s.reply(line)
+		return s.replyBytes(line)
 	}
 	s.srv.metrics.transaction("accepted")
 	s.setMoment(MomentCommitted)
@@ -738,7 +894,7 @@ func (s *session) endData(line string, code int) error {
 	if a.Fault != "" {
 		s.faultFired(MomentCommitted, a.Fault, a.Delay > 0 && s.peerGone())
 	}
-	err := s.reply(line)
+	err := s.replyBytes(line)
 	s.mu.Lock()
 	s.messages++
 	s.mu.Unlock()
@@ -763,19 +919,24 @@ func (s *session) peerGone() bool {
 	if s.rpos > 0 {
 		s.rpos, s.rend = 0, 0
 	}
-	s.raw.SetReadDeadline(time.Now().Add(time.Millisecond))
+	s.setReadDeadlineExactly(s.elapsed() + time.Millisecond)
 	n, err := s.raw.Read(s.rbuf[s.rend:])
 	s.rend += n
 	return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-func replyCode(line string) int {
+// replyCode is the three-digit code a reply line starts with, or 0.
+func replyCode[T string | []byte](line T) int {
 	if len(line) < 3 {
 		return 0
 	}
-	c, err := strconv.Atoi(line[:3])
-	if err != nil {
-		return 0
+	c := 0
+	for i := range 3 {
+		d := line[i]
+		if d < '0' || d > '9' {
+			return 0
+		}
+		c = 10*c + int(d-'0')
 	}
 	return c
 }

@@ -367,7 +367,7 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, _ []byte) erro
 	// The library saw an empty body: the guard measured the message and
 	// found its Message-ID as it streamed (see session.nextData).
 	size := s.msgSize
-	now := time.Now()
+	now := s.clock()
 	if srv.journal != nil {
 		if err := srv.journal.append(now, rcpts, s.messageID); err != nil {
 			srv.log.Error("journal write failed; message refused with 451", "err", err)

@@ -464,7 +464,7 @@ func (p *pass) copied(ev Event) {
 		a.copies += len(ev.Recipients)
 	}
 	for _, addr := range ev.Recipients {
-		i, expected := p.r.index[addr]
+		i, expected := p.r.index.lookup(addr)
 		if expected {
 			if a != nil && a.firstIndex < 0 {
 				a.firstIndex = i
@@ -663,7 +663,7 @@ func (p *pass) cause() string {
 	}
 	newIDs := 0
 	p.r.srv.Oracle().Each(func(rc fakesmtp.Recipient) { // no snapshot: a million recipients would double the run's memory
-		if _, ok := p.r.index[rc.Address]; ok && rc.MessageIDs > 1 {
+		if _, ok := p.r.index.lookup(rc.Address); ok && rc.MessageIDs > 1 {
 			newIDs++
 		}
 	})

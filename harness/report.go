@@ -84,7 +84,6 @@ type Attempt struct {
 }
 
 func (r *run) report(ended string) *Report {
-	snap := r.srv.Snapshot()
 	r.mu.Lock()
 	inDoubt := r.inDoubt
 	rep := &Report{
@@ -97,7 +96,28 @@ func (r *run) report(ended string) *Report {
 	procs := slices.Clone(r.procs)
 	r.mu.Unlock()
 
-	t := Count(r.expected, r.bounced, snap, inDoubt)
+	// One pass over the oracle, not a sorted snapshot of it: at a million
+	// recipients a snapshot and its copy cost more memory than the run.
+	oracle := r.srv.Oracle()
+	c := newCounter(len(r.expected), r.bounced, oracle.Copies(), inDoubt)
+	var worst []fakesmtp.Recipient // the 10 most copied (2 or more), most first, then by address
+	oracle.Each(func(rc fakesmtp.Recipient) {
+		_, expected := r.index.lookup(rc.Address)
+		c.add(rc, expected)
+		if rc.Copies < 2 {
+			return
+		}
+		i, _ := slices.BinarySearchFunc(worst, rc, func(a, b fakesmtp.Recipient) int {
+			if a.Copies != b.Copies {
+				return b.Copies - a.Copies
+			}
+			return strings.Compare(a.Address, b.Address)
+		})
+		if i < 10 {
+			worst = slices.Insert(worst, i, rc)[:min(len(worst)+1, 10)]
+		}
+	})
+	t := c.done()
 	rep.Holds = t.Holds()
 	if rep.Holds == nil {
 		rep.Holds = []Level{}
@@ -119,12 +139,7 @@ func (r *run) report(ended string) *Report {
 		rep.History = r.hist.path
 	}
 
-	worst := slices.Clone(snap.Recipients)
-	slices.SortStableFunc(worst, func(a, b fakesmtp.Recipient) int { return b.Copies - a.Copies })
 	for _, w := range worst {
-		if len(rep.Worst) == 10 || w.Copies < 2 {
-			break
-		}
 		rep.Worst = append(rep.Worst, Worst{Address: w.Address, Copies: w.Copies, MessageIDs: w.MessageIDs})
 	}
 	if rep.Worst == nil {
@@ -132,7 +147,7 @@ func (r *run) report(ended string) *Report {
 	}
 	if t.Missing > 0 {
 		for _, a := range r.expected {
-			if r.covered[r.index[a]] || snap.Lookup(a).Copies > 0 {
+			if i, _ := r.index.lookup(a); r.covered[i] || oracle.Get(a).Copies > 0 {
 				continue
 			}
 			rep.MissingSample = append(rep.MissingSample, a)

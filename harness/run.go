@@ -35,7 +35,7 @@ type run struct {
 	env      []string
 	start    time.Time
 
-	index    map[string]int // normalised expected address -> position
+	index    *addrIndex // normalised expected address -> position
 	expected []string
 	bounced  int
 	outage   *fakesmtp.FaultSpec
@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	opts := cfg.SMTP
 	opts.Hooks = append(slices.Clip(opts.Hooks),
 		r.sessionHook(),
-		fakesmtp.HookFunc(r.atMoment),
+		fakesmtp.HookAt(fakesmtp.Moments(fakesmtp.MomentCommitted, fakesmtp.MomentDataStreaming), fakesmtp.HookFunc(r.atMoment)),
 		r.keepReplies(fakesmtp.NewFaults(specs, rand.New(rand.NewPCG(cfg.Seed, 2)))))
 	opts.OnDelivery = r.delivered
 	opts.OnFault = r.faulted
@@ -143,15 +143,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // plan resolves the list and the faults: the expected set, the bounced
 // addresses, reject-nth against the list, the outage trigger.
 func (r *run) plan() ([]fakesmtp.FaultSpec, error) {
-	r.index = make(map[string]int, len(r.cfg.Recipients))
-	var distinct []string
-	for _, a := range r.cfg.Recipients {
+	// distinct is the list itself (no second array of a million strings)
+	// until an address needs normalising or repeats one.
+	list := slices.Clip(r.cfg.Recipients)
+	seen := make(map[string]struct{}, len(list))
+	distinct, own := list, false
+	for i, a := range list {
 		k := fakesmtp.Normalize(a)
-		if _, ok := r.index[k]; !ok {
-			r.index[k] = len(distinct)
-			distinct = append(distinct, k)
+		_, dup := seen[k]
+		if !own && (dup || k != a) {
+			distinct, own = append(make([]string, 0, len(list)), list[:i]...), true
+		}
+		if !dup {
+			seen[k] = struct{}{}
+			if own {
+				distinct = append(distinct, k)
+			}
 		}
 	}
+	seen = nil
 	rejected := map[string]bool{}
 	var specs []fakesmtp.FaultSpec
 	for _, f := range r.cfg.Faults {
@@ -174,15 +184,18 @@ func (r *run) plan() ([]fakesmtp.FaultSpec, error) {
 		}
 		specs = append(specs, f)
 	}
-	r.index = make(map[string]int, len(distinct))
-	for _, a := range distinct {
-		if rejected[a] {
-			r.bounced++
-			continue
+	r.expected = distinct
+	if len(rejected) > 0 {
+		r.expected = make([]string, 0, len(distinct))
+		for _, a := range distinct {
+			if rejected[a] {
+				r.bounced++
+				continue
+			}
+			r.expected = append(r.expected, a)
 		}
-		r.index[a] = len(r.expected)
-		r.expected = append(r.expected, a)
 	}
+	r.index = newAddrIndex(r.expected)
 	if len(r.expected) == 0 {
 		return nil, usagef("every address on the list is rejected by a fault: nothing to deliver")
 	}
@@ -235,7 +248,7 @@ func (r *run) delivered(d fakesmtp.Delivery) {
 	r.hist.add(Event{T: d.Time, Type: "copy", Session: d.Session, Recipients: d.Recipients, MessageID: d.MessageID, Instance: o.instance, Attempt: o.attempt})
 	r.mu.Lock()
 	for _, a := range d.Recipients {
-		if i, ok := r.index[a]; ok && !r.covered[i] {
+		if i, ok := r.index.lookup(a); ok && !r.covered[i] {
 			r.covered[i] = true
 			r.coverage++
 		}
@@ -276,7 +289,7 @@ func (r *run) faulted(f fakesmtp.FaultEvent) {
 // expects reports whether a normalised address is on the list (and not
 // bounced).
 func (r *run) expects(addr string) bool {
-	_, ok := r.index[addr]
+	_, ok := r.index.lookup(addr)
 	return ok
 }
 

@@ -53,29 +53,53 @@ type Tally struct {
 // Count compares the oracle's snapshot with the expected addresses
 // (normalised, distinct, bounced ones removed).
 func Count(expected []string, bounced int, snap fakesmtp.Snapshot, inDoubt int) Tally {
-	t := Tally{Recipients: len(expected), Bounced: bounced, Copies: snap.Copies, InDoubt: inDoubt, Histogram: map[int]int{}}
 	want := make(map[string]struct{}, len(expected))
 	for _, a := range expected {
 		want[a] = struct{}{}
 	}
-	got := 0
+	c := newCounter(len(expected), bounced, snap.Copies, inDoubt)
 	for _, r := range snap.Recipients {
-		if _, ok := want[r.Address]; !ok {
-			t.Unexpected++
-			continue
-		}
-		got++
-		t.Histogram[r.Copies]++
-		if r.Copies > 1 {
-			t.Duplicated++
-			t.Extra += r.Copies - 1
-		}
-		if r.MessageIDs > 1 {
-			t.NewIDs++
-		}
+		_, ok := want[r.Address]
+		c.add(r, ok)
 	}
-	t.Delivered = got
-	t.Missing = len(expected) - got
+	return c.done()
+}
+
+// counter builds a Tally one recipient at a time, so a run can stream the
+// oracle through it (fakesmtp.Oracle.Each) instead of copying a million
+// recipients into a snapshot first.
+type counter struct {
+	t   Tally
+	got int
+}
+
+func newCounter(expected, bounced int, copies int64, inDoubt int) *counter {
+	return &counter{t: Tally{Recipients: expected, Bounced: bounced, Copies: copies, InDoubt: inDoubt, Histogram: map[int]int{}}}
+}
+
+// add counts one recipient the oracle knows; expected says whether it is
+// on the list.
+func (c *counter) add(r fakesmtp.Recipient, expected bool) {
+	t := &c.t
+	if !expected {
+		t.Unexpected++
+		return
+	}
+	c.got++
+	t.Histogram[r.Copies]++
+	if r.Copies > 1 {
+		t.Duplicated++
+		t.Extra += r.Copies - 1
+	}
+	if r.MessageIDs > 1 {
+		t.NewIDs++
+	}
+}
+
+func (c *counter) done() Tally {
+	t := c.t
+	t.Delivered = c.got
+	t.Missing = t.Recipients - c.got
 	if t.Missing > 0 {
 		t.Histogram[0] = t.Missing
 	}
