@@ -339,7 +339,7 @@ func (r *run) hit(reason string, wait bool) bool {
 	r.mu.Lock()
 	targets := make([]*proc, 0, len(r.live))
 	for _, p := range r.live {
-		if p.running() && !p.paused {
+		if p.running() && !p.paused && !p.signalled { // a dying sender is not hit twice
 			targets = append(targets, p)
 		}
 	}
