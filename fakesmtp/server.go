@@ -294,12 +294,6 @@ func (srv *Server) closeJournal() error {
 	return srv.journal.Close()
 }
 
-func (srv *Server) openSessions() int {
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	return len(srv.sessions)
-}
-
 // admit registers a new connection, or refuses it when the server is full
 // or closing.
 func (srv *Server) admit(c net.Conn) (*session, bool) {

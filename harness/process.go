@@ -138,6 +138,18 @@ func (p *proc) signal(sig syscall.Signal) bool {
 	return syscall.Kill(-p.pid, sig) == nil
 }
 
+// outlives waits d and reports whether the process is still there then.
+func (p *proc) outlives(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 func (p *proc) running() bool {
 	select {
 	case <-p.done:

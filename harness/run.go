@@ -395,12 +395,8 @@ func (r *run) hit(reason string, wait bool) bool {
 
 // escalate kills a TERMed sender that outlives its grace.
 func (r *run) escalate(p *proc) {
-	t := time.NewTimer(r.cfg.Grace)
-	defer t.Stop()
-	select {
-	case <-p.done:
+	if !p.outlives(r.cfg.Grace) {
 		return
-	case <-t.C:
 	}
 	r.mu.Lock()
 	sessions := r.srv.Sessions()
@@ -413,12 +409,8 @@ func (r *run) escalate(p *proc) {
 
 // resume continues a paused sender after the pause.
 func (r *run) resume(p *proc) {
-	t := time.NewTimer(r.cfg.Pause)
-	defer t.Stop()
-	select {
-	case <-p.done:
+	if !p.outlives(r.cfg.Pause) {
 		return
-	case <-t.C:
 	}
 	r.mu.Lock()
 	p.paused = false
