@@ -34,15 +34,42 @@ import (
 // reason a test fails on a loaded machine.
 const faultWait = 10 * time.Second
 
-// faultRecorder collects the server's OnFault events.
+// faultRecorder collects the server's OnFault and OnInDoubt events.
 type faultRecorder struct {
-	mu  sync.Mutex
-	evs []fakesmtp.FaultEvent
-	ch  chan fakesmtp.FaultEvent
+	mu    sync.Mutex
+	evs   []fakesmtp.FaultEvent
+	ch    chan fakesmtp.FaultEvent
+	doubt chan fakesmtp.InDoubt
 }
 
 func newFaultRecorder() *faultRecorder {
-	return &faultRecorder{ch: make(chan fakesmtp.FaultEvent, 4096)}
+	return &faultRecorder{ch: make(chan fakesmtp.FaultEvent, 4096), doubt: make(chan fakesmtp.InDoubt, 4096)}
+}
+
+func (r *faultRecorder) onDoubt(d fakesmtp.InDoubt) { r.doubt <- d }
+
+// nextDoubt waits for the next in-doubt transaction.
+func (r *faultRecorder) nextDoubt(t *testing.T) fakesmtp.InDoubt {
+	t.Helper()
+	select {
+	case d := <-r.doubt:
+		return d
+	case <-time.After(faultWait):
+		t.Fatalf("no in-doubt transaction reported within %s", faultWait)
+	}
+	return fakesmtp.InDoubt{}
+}
+
+// noDoubt checks no transaction was reported in doubt once every session
+// of srv has ended.
+func (r *faultRecorder) noDoubt(t *testing.T, srv *fakesmtp.Server) {
+	t.Helper()
+	faultEventually(t, "every session ends", func() bool { return len(srv.Sessions()) == 0 })
+	select {
+	case d := <-r.doubt:
+		t.Errorf("in-doubt transaction %+v, want none", d)
+	default:
+	}
 }
 
 func (r *faultRecorder) on(ev fakesmtp.FaultEvent) {
@@ -92,7 +119,7 @@ func faultServer(t *testing.T, seed uint64, specs ...string) (*fakesmtp.Server, 
 	t.Helper()
 	rec := newFaultRecorder()
 	hook := fakesmtp.NewFaults(faultSpecs(t, specs...), rand.New(rand.NewPCG(seed, 2)))
-	return start(t, fakesmtp.Options{Hooks: []fakesmtp.Hook{hook}, OnFault: rec.on}), rec
+	return start(t, fakesmtp.Options{Hooks: []fakesmtp.Hook{hook}, OnFault: rec.on, OnInDoubt: rec.onDoubt}), rec
 }
 
 func faultSpecs(t *testing.T, specs ...string) []fakesmtp.FaultSpec {
@@ -406,9 +433,13 @@ func TestFaultDropAfterData(t *testing.T) {
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("end of DATA: %v, want EOF (the connection cut before the 250)", err)
 	}
-	ev := rec.next(t, "drop-after-data")
-	if !ev.InDoubt || ev.Moment != fakesmtp.MomentCommitted {
-		t.Errorf("fault event %+v, want in doubt at the commit", ev)
+	if ev := rec.next(t, "drop-after-data"); !ev.Cut || ev.Moment != fakesmtp.MomentCommitted {
+		t.Errorf("fault event %+v, want a cut at the commit", ev)
+	}
+	d := rec.nextDoubt(t)
+	if !d.Delivered || d.Acked || d.Ended != fakesmtp.EndCut || d.Fault != "drop-after-data" || d.MessageID != "<d@x>" ||
+		!slices.Equal(d.Recipients, []string{"a@x.test"}) {
+		t.Errorf("in-doubt transaction %+v, want a@x.test delivered, not acked, cut by drop-after-data", d)
 	}
 	faultCopies(t, srv, map[string]int{"a@x.test": 1}) // counted all the same
 }
@@ -426,9 +457,11 @@ func TestFaultDropDuringData(t *testing.T) {
 	if err := w.Close(); !faultClosed(err) {
 		t.Fatalf("end of DATA: %v, want the connection closed", err)
 	}
-	ev := rec.next(t, "drop-during-data")
-	if ev.InDoubt || ev.Moment != fakesmtp.MomentDataStreaming {
-		t.Errorf("fault event %+v, want not in doubt, while data streams", ev)
+	if ev := rec.next(t, "drop-during-data"); ev.Moment != fakesmtp.MomentDataStreaming {
+		t.Errorf("fault event %+v, want it while data streams", ev)
+	}
+	if d := rec.nextDoubt(t); d.Delivered || d.Ended != fakesmtp.EndCut || !slices.Equal(d.Recipients, []string{"a@x.test"}) {
+		t.Errorf("in-doubt transaction %+v, want a@x.test undelivered, cut", d)
 	}
 	faultCopies(t, srv, map[string]int{"a@x.test": 0})
 }
@@ -449,9 +482,11 @@ func TestFaultSlowAckImpatientClient(t *testing.T) {
 	}
 	faultCopies(t, srv, map[string]int{"a@x.test": 1}) // counted before the hold
 	c.conn.Close()                                     // the client gives up and hangs up
-	ev := rec.next(t, "slow-ack")
-	if !ev.InDoubt || ev.Moment != fakesmtp.MomentCommitted {
-		t.Errorf("fault event %+v, want in doubt: the client hung up before the 250", ev)
+	if ev := rec.next(t, "slow-ack"); ev.Delay != 300*time.Millisecond || ev.Moment != fakesmtp.MomentCommitted {
+		t.Errorf("fault event %+v, want a 300ms hold at the commit", ev)
+	}
+	if d := rec.nextDoubt(t); !d.Delivered || d.Ended != fakesmtp.EndClient {
+		t.Errorf("in-doubt transaction %+v, want delivered, ended by the client that hung up before the 250", d)
 	}
 	faultCopies(t, srv, map[string]int{"a@x.test": 1})
 }
@@ -476,12 +511,11 @@ func TestFaultSlowAckPatientClient(t *testing.T) {
 	if _, _, err := c.Text.ReadResponse(250); err != nil {
 		t.Fatalf("the held 250: %v", err)
 	}
-	if ev := rec.next(t, "slow-ack"); ev.InDoubt {
-		t.Errorf("fault event %+v, want not in doubt: the client read its 250", ev)
-	}
+	rec.next(t, "slow-ack")
 	if err := c.Quit(); err != nil {
 		t.Errorf("QUIT after the held 250: %v", err)
 	}
+	rec.noDoubt(t, srv) // the client read its 250 and said QUIT
 	faultCopies(t, srv, map[string]int{"a@x.test": 1})
 }
 
@@ -626,7 +660,7 @@ func faultSequence(t *testing.T, seed uint64, n int) ([]string, []string, map[st
 	}
 	var kinds []string
 	for _, ev := range rec.events() {
-		kinds = append(kinds, fmt.Sprintf("%s@%s/%v", ev.Kind, ev.Moment, ev.InDoubt))
+		kinds = append(kinds, fmt.Sprintf("%s@%s/%s", ev.Kind, ev.Moment, ev.Reply))
 	}
 	counts := map[string]int{}
 	for _, r := range srv.Snapshot().Recipients {

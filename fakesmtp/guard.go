@@ -99,6 +99,8 @@ type session struct {
 
 	rbuf       []byte
 	rpos, rend int
+	inOff      int64 // stream offset of rbuf[0]: client bytes consumed before it
+	lineOff    int64 // stream offset of the command line last read
 	pending    []byte // validated bytes the library has yet to read
 	cmdBuf     []byte // the command line pending points into, reused
 	wbuf       []byte // a reply being written, reused (under mu)
@@ -111,6 +113,7 @@ type session struct {
 	messages   int
 	errors     int
 	needReset  bool
+	flight     []txn // transactions in flight, oldest first (see indoubt.go)
 
 	// DATA state
 	inData    bool
@@ -134,6 +137,8 @@ type session struct {
 	committing bool // a message is between its final dot and its reply
 	shutdown   bool
 	closed     bool
+	ending     Ending // how the session ended; set once, EndClient unless the server ended it
+	endFault   string
 	doneOnce   sync.Once
 }
 
@@ -215,7 +220,7 @@ func (s *session) setReadDeadline(want time.Duration) {
 }
 
 // setReadDeadlineExactly sets the read deadline to d since the start, for
-// the short waits (linger, peerGone) that are not the idle timeout.
+// the short wait of linger, which is not the idle timeout.
 func (s *session) setReadDeadlineExactly(d time.Duration) {
 	s.rdl = d
 	s.raw.SetReadDeadline(s.started.Add(d))
@@ -258,9 +263,7 @@ func (s *session) callHooks(m Moment, ev Event) Action {
 		if a.zero() {
 			continue
 		}
-		if m != MomentCommitted { // endData reports those, knowing whether they left doubt
-			s.srv.faultFired(s, m, a.Fault, false)
-		}
+		s.srv.faultFired(s, &ev, a)
 		act.Delay += a.Delay
 		if act.Fault == "" {
 			act.Fault = a.Fault // a delay-only fault (slow-ack) must still be reported
@@ -296,10 +299,25 @@ func (s *session) Close() error {
 	s.doneOnce.Do(func() {
 		s.moment.Store(int32(MomentClosed))
 		s.since.Store(time.Now().UnixNano())
+		s.mu.Lock()
+		if s.ending == "" {
+			s.ending = EndClient
+		}
+		s.mu.Unlock()
+		s.ended()
 		s.cancel()
 		s.srv.sessionDone(s)
 	})
 	return nil
+}
+
+// end records how the server ended the session; the first word stands.
+func (s *session) end(e Ending, fault string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ending == "" {
+		s.ending, s.endFault = e, fault
+	}
 }
 
 func (s *session) closeRaw() {
@@ -320,6 +338,9 @@ func (s *session) stop() {
 	s.shutdown = true
 	if s.committing || s.closed {
 		return
+	}
+	if s.ending == "" {
+		s.ending = EndShutdown
 	}
 	s.writeLocked([]byte("421 4.3.2 Service shutting down, closing transmission channel\r\n"), s.elapsed())
 	s.closed = true
@@ -371,7 +392,7 @@ func (s *session) reply(line string) error { return s.replyBytes([]byte(line)) }
 func (s *session) replyBytes(line []byte) error {
 	if s.wants(MomentReply) {
 		if a := s.hook(MomentReply, Event{Reply: string(line)}); a.Reply != "" || a.Close {
-			return s.abort(a.Reply, a.Fault)
+			return s.abort(a.Reply, EndCut, a.Fault)
 		}
 	}
 	if err := s.writeLine(line); err != nil {
@@ -381,14 +402,20 @@ func (s *session) replyBytes(line []byte) error {
 		s.errors++
 		if s.errors >= s.srv.opts.MaxErrors {
 			s.srv.protocolError(s, "too_many_errors", string(line))
-			return s.abort("421 4.7.0 Too many errors, closing transmission channel", "")
+			return s.abort("421 4.7.0 Too many errors, closing transmission channel", EndProtocol, "")
 		}
 	}
 	return nil
 }
 
-// abort writes a last reply (if any) and closes the connection.
-func (s *session) abort(last, why string) error {
+// abort writes a last reply (if any) and closes the connection; e and
+// fault say why, for the in-doubt report.
+func (s *session) abort(last string, e Ending, why string) error {
+	fault := ""
+	if e == EndCut {
+		fault = why
+	}
+	s.end(e, fault)
 	if last != "" && s.writeLine([]byte(last)) == nil {
 		s.linger()
 	}
@@ -434,7 +461,7 @@ func (s *session) fail(err error) error {
 	case errors.As(err, &pe):
 		s.srv.protocolError(s, pe.kind, pe.reply)
 		if pe.fatal {
-			return s.abort(pe.reply, pe.kind)
+			return s.abort(pe.reply, EndProtocol, pe.kind)
 		}
 		return s.reply(pe.reply)
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -443,7 +470,7 @@ func (s *session) fail(err error) error {
 			kind = "session_timeout"
 		}
 		s.srv.protocolError(s, kind, "")
-		return s.abort("421 4.4.2 "+strings.ReplaceAll(kind, "_", " ")+", closing transmission channel", kind)
+		return s.abort("421 4.4.2 "+strings.ReplaceAll(kind, "_", " ")+", closing transmission channel", EndTimeout, kind)
 	}
 	s.closeRaw()
 	return closedError{err.Error()}
@@ -452,6 +479,7 @@ func (s *session) fail(err error) error {
 // fill reads more client bytes into rbuf, keeping what is unread.
 func (s *session) fill(deadline time.Duration) error {
 	if s.rpos > 0 {
+		s.inOff += int64(s.rpos)
 		s.rend = copy(s.rbuf, s.rbuf[s.rpos:s.rend])
 		s.rpos = 0
 	}
@@ -477,6 +505,7 @@ func (s *session) readLine() (string, error) {
 	for {
 		buf := s.rbuf[s.rpos:s.rend]
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			s.lineOff = s.inOff + int64(s.rpos)
 			s.rpos += i + 1
 			if i+1 > s.srv.opts.MaxLineLength {
 				return "", &protoError{"line_too_long", "500 5.5.2 Line too long", true}
@@ -569,6 +598,7 @@ func (s *session) nextCommand() error {
 			s.resetTx()
 			s.expect = replyHelo
 		case "MAIL":
+			s.settle(s.lineOff)
 			addr, params, ok := parsePath(arg, "FROM:")
 			switch {
 			case !ok:
@@ -623,6 +653,7 @@ func (s *session) nextCommand() error {
 		case "RSET":
 			s.resetTx()
 		case "QUIT":
+			s.settle(s.lineOff)
 			s.expect = replyQuit
 		case "AUTH", "STARTTLS", "BDAT":
 			reply = "502 5.5.1 Command not implemented"
@@ -647,7 +678,7 @@ func (s *session) nextCommand() error {
 // answer applies a hook's action to a command instead of the library.
 func (s *session) answer(a Action) error {
 	if a.Close {
-		return s.abort(a.Reply, a.Fault)
+		return s.abort(a.Reply, EndCut, a.Fault)
 	}
 	return s.reply(a.Reply)
 }
@@ -669,7 +700,7 @@ func (s *session) nextData() error {
 	if !s.streamed {
 		s.streamed = true
 		if a := s.hook(MomentDataStreaming, Event{Recipients: s.rcpts}); a.Reply != "" || a.Close {
-			return s.abort(a.Reply, a.Fault)
+			return s.abort(a.Reply, EndCut, a.Fault)
 		}
 	}
 	if s.rpos == s.rend {
@@ -713,7 +744,7 @@ func (s *session) nextData() error {
 		s.outcome.Delay = 0
 		if s.outcome.Close {
 			s.srv.metrics.transaction("aborted")
-			return s.abort(s.outcome.Reply, s.outcome.Fault)
+			return s.abort(s.outcome.Reply, EndCut, s.outcome.Fault)
 		}
 	}
 	s.mu.Lock()
@@ -722,7 +753,7 @@ func (s *session) nextData() error {
 	s.mu.Unlock()
 	if stopping {
 		s.srv.metrics.transaction("aborted")
-		return s.abort("421 4.3.2 Service shutting down, message not accepted", "shutdown")
+		return s.abort("421 4.3.2 Service shutting down, message not accepted", EndShutdown, "shutdown")
 	}
 	return nil
 }
@@ -792,7 +823,7 @@ func (s *session) Write(p []byte) (int, error) {
 	switch s.expect {
 	case replyGreeting:
 		if a := s.hook(MomentConnect, Event{}); a.Reply != "" || a.Close {
-			return len(p), s.abort(a.Reply, a.Fault)
+			return len(p), s.abort(a.Reply, EndCut, a.Fault)
 		}
 		err = s.replyBytes(line)
 		s.setMoment(MomentGreeting)
@@ -801,11 +832,15 @@ func (s *session) Write(p []byte) (int, error) {
 	case replyMail:
 		if code == 250 {
 			s.inTx = true
+			s.openTxn()
 		}
 		err = s.replyBytes(line)
 	case replyRcpt:
 		if code == 250 {
 			s.rcpts = append(s.rcpts, s.rcptWanted)
+			if t := s.cur(); t != nil {
+				t.rcpts = s.rcpts
+			}
 		}
 		err = s.replyBytes(line)
 	case replyData:
@@ -862,7 +897,7 @@ func (s *session) endData(line []byte, code int) error {
 		stopping := s.shutdown
 		s.mu.Unlock()
 		if stopping {
-			s.abort("421 4.3.2 Service shutting down, closing transmission channel", "shutdown")
+			s.abort("421 4.3.2 Service shutting down, closing transmission channel", EndShutdown, "shutdown")
 		}
 	}()
 	ev := Event{Recipients: s.rcpts, MessageID: s.messageID}
@@ -879,50 +914,34 @@ func (s *session) endData(line []byte, code int) error {
 		}
 		s.needReset = true // the library keeps the old envelope after a failed DATA
 		s.setMoment(MomentGreeting)
-		return s.replyBytes(line)
+		err := s.replyBytes(line)
+		if err == nil {
+			s.finalReply()
+		}
+		return err
 	}
 	s.srv.metrics.transaction("accepted")
 	s.setMoment(MomentCommitted)
 	a := s.hook(MomentCommitted, ev)
 	if a.Close {
-		s.faultFired(MomentCommitted, a.Fault, true)
 		s.mu.Lock()
 		s.messages++
 		s.mu.Unlock()
-		return s.abort("", a.Fault)
-	}
-	if a.Fault != "" {
-		s.faultFired(MomentCommitted, a.Fault, a.Delay > 0 && s.peerGone())
+		return s.abort("", EndCut, a.Fault)
 	}
 	err := s.replyBytes(line)
+	if err == nil {
+		s.finalReply()
+	}
 	s.mu.Lock()
 	s.messages++
 	s.mu.Unlock()
 	s.setMoment(MomentAcked)
 	ev.Messages = s.messages
 	if a := s.hook(MomentAcked, ev); a.Reply != "" || a.Close {
-		return s.abort(a.Reply, a.Fault)
+		return s.abort(a.Reply, EndCut, a.Fault)
 	}
 	return err
-}
-
-func (s *session) faultFired(m Moment, kind string, inDoubt bool) {
-	s.srv.faultFired(s, m, kind, inDoubt)
-}
-
-// peerGone reports whether the client hung up while its reply was held
-// back. Bytes it sent meanwhile stay in rbuf for the next command.
-func (s *session) peerGone() bool {
-	if s.rend > s.rpos {
-		return false
-	}
-	if s.rpos > 0 {
-		s.rpos, s.rend = 0, 0
-	}
-	s.setReadDeadlineExactly(s.elapsed() + time.Millisecond)
-	n, err := s.raw.Read(s.rbuf[s.rend:])
-	s.rend += n
-	return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // replyCode is the three-digit code a reply line starts with, or 0.

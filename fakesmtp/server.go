@@ -58,8 +58,13 @@ type Options struct {
 	// OnDelivery is called for every counted message, before its 250 is
 	// written. It must not block.
 	OnDelivery func(Delivery)
-	// OnFault is called for every fault a hook injected. It must not block.
+	// OnFault is called for every fault a hook injected, before the client
+	// sees it. It must not block.
 	OnFault func(FaultEvent)
+	// OnInDoubt is called for every transaction still in flight when its
+	// session ended (see InDoubt), after the session's last OnDelivery
+	// and OnFault. It must not block.
+	OnInDoubt func(InDoubt)
 	// Registry receives the server's metrics; nil makes a private one.
 	// /metrics serves it.
 	Registry *prometheus.Registry
@@ -72,27 +77,42 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Transports a copy can arrive by.
+const (
+	TransportSMTP = "smtp"
+)
+
 // Delivery is one counted message.
 type Delivery struct {
-	Time       time.Time `json:"time"`
-	Session    uint64    `json:"session"`
-	Recipients []string  `json:"recipients"` // normalised and distinct
-	MessageID  string    `json:"message_id,omitempty"`
+	Time    time.Time `json:"time"`
+	Session uint64    `json:"session"`
+	// Txn numbers the transaction, unique within one server; an InDoubt
+	// names the same number.
+	Txn        uint64   `json:"txn"`
+	Transport  string   `json:"transport"`
+	Recipients []string `json:"recipients"` // normalised and distinct
+	MessageID  string   `json:"message_id,omitempty"`
 	// Size is the message in bytes as the client meant it: dot stuffing
 	// undone, without the final dot.
 	Size int `json:"size"`
 }
 
-// FaultEvent is one injected fault.
+// FaultEvent is one injected fault. Whether it left a transaction in
+// doubt is known only when its session ends: see InDoubt.
 type FaultEvent struct {
 	Time    time.Time `json:"time"`
 	Kind    string    `json:"kind"`
 	Moment  Moment    `json:"moment"`
 	Session uint64    `json:"session"`
-	// InDoubt is set when the fault left an accepted message whose 250 the
-	// client never read: the connection was cut after the commit, or the
-	// client had hung up by the time a held-back 250 was written.
-	InDoubt bool `json:"in_doubt,omitempty"`
+	// Reply is what the fault answered instead ("550 5.1.1 ..."), "" when
+	// it only delayed or cut the session.
+	Reply string `json:"reply,omitempty"`
+	// Address is the recipient (at RCPT) or sender (at MAIL) it hit.
+	Address string `json:"address,omitempty"`
+	// Delay is how long it held the session.
+	Delay time.Duration `json:"delay,omitempty"`
+	// Cut: it closed the connection.
+	Cut bool `json:"cut,omitempty"`
 }
 
 func (o *Options) setDefaults() error {
@@ -152,6 +172,7 @@ type Server struct {
 	httpLn  net.Listener
 
 	nextID   atomic.Uint64
+	nextTxn  atomic.Uint64
 	mu       sync.Mutex
 	sessions map[uint64]*session
 	closing  bool
@@ -325,13 +346,14 @@ func (srv *Server) sessionDone(s *session) {
 	srv.wg.Done()
 }
 
-func (srv *Server) faultFired(s *session, m Moment, kind string, inDoubt bool) {
-	if kind == "" {
+func (srv *Server) faultFired(s *session, ev *Event, a Action) {
+	if a.Fault == "" {
 		return
 	}
-	srv.metrics.fault(kind)
+	srv.metrics.fault(a.Fault)
 	if srv.opts.OnFault != nil {
-		srv.opts.OnFault(FaultEvent{Time: time.Now(), Kind: kind, Moment: m, Session: s.id, InDoubt: inDoubt})
+		srv.opts.OnFault(FaultEvent{Time: ev.Time, Kind: a.Fault, Moment: ev.Moment, Session: s.id,
+			Reply: a.Reply, Address: ev.Address, Delay: a.Delay, Cut: a.Close})
 	}
 }
 
@@ -372,8 +394,12 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, _ []byte) erro
 	srv.oracle.Record(now, rcpts, s.messageID)
 	srv.metrics.copies.Add(float64(len(rcpts)))
 	srv.metrics.size.Observe(float64(size))
+	var id uint64
+	if t := s.cur(); t != nil {
+		t.delivered, t.messageID, id = true, s.messageID, t.id
+	}
 	if srv.opts.OnDelivery != nil {
-		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Recipients: rcpts, MessageID: s.messageID, Size: size})
+		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Txn: id, Transport: TransportSMTP, Recipients: rcpts, MessageID: s.messageID, Size: size})
 	}
 	return nil
 }

@@ -275,15 +275,9 @@ func (r *run) delivered(d fakesmtp.Delivery) {
 
 func (r *run) faulted(f fakesmtp.FaultEvent) {
 	o := r.ownerOf(f.Session)
-	r.hist.add(Event{T: f.Time, Type: "fault", Kind: f.Kind, Session: f.Session, Moment: f.Moment.String(), InDoubt: boolInt(f.InDoubt),
+	r.hist.add(Event{T: f.Time, Type: "fault", Kind: f.Kind, Session: f.Session, Moment: f.Moment.String(),
 		Instance: o.instance, Attempt: o.attempt, Reason: r.takeReply(f.Session)})
 	r.countFault(f.Kind)
-	if f.InDoubt {
-		r.mu.Lock()
-		r.inDoubt++
-		r.mu.Unlock()
-		r.cm.doubt("fault", 1)
-	}
 }
 
 // expects reports whether a normalised address is on the list (and not
