@@ -99,8 +99,8 @@ type session struct {
 
 	rbuf       []byte
 	rpos, rend int
-	inOff      int64 // stream offset of rbuf[0]: client bytes consumed before it
-	lineOff    int64 // stream offset of the command line last read
+	inOff      int64  // stream offset of rbuf[0]: client bytes consumed before it
+	lineOff    int64  // stream offset of the command line last read
 	pending    []byte // validated bytes the library has yet to read
 	cmdBuf     []byte // the command line pending points into, reused
 	wbuf       []byte // a reply being written, reused (under mu)

@@ -38,7 +38,7 @@ func TestInDoubtNextMailOrQuitSettles(t *testing.T) {
 	c := faultDial(t, srv.Addr())
 	c.deliver(t, "<1@x>", "a@x.test")
 	c.deliver(t, "<2@x>", "b@x.test") // its MAIL settles the first
-	if err := c.Quit(); err != nil {      // and QUIT the second
+	if err := c.Quit(); err != nil {  // and QUIT the second
 		t.Fatal(err)
 	}
 	rec.noDoubt(t, srv)
