@@ -13,23 +13,24 @@ import (
 
 	"github.com/onecopy/onecopy/harness"
 	"github.com/onecopy/onecopy/senders"
+	"github.com/onecopy/onecopy/senders/builtin"
 )
 
 func checkSenderName(name string) error {
-	if !slices.Contains(senders.Names(), name) {
-		return &harness.UsageError{Msg: fmt.Sprintf("unknown built-in sender %q: want one of %s", name, strings.Join(senders.Names(), ", "))}
+	if !slices.Contains(builtin.Names(), name) {
+		return &harness.UsageError{Msg: fmt.Sprintf("unknown built-in sender %q: want one of %s", name, strings.Join(builtin.Names(), ", "))}
 	}
 	return nil
 }
 
 func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := newFlagSet("onecopy sender", stderr)
-	timeout := fs.Duration("timeout", senders.DefaultTimeout, "deadline for each SMTP command and its reply")
+	timeout := fs.Duration("timeout", builtin.DefaultTimeout, "deadline for each SMTP command and its reply")
 	verbose := fs.Bool("v", false, "log every step to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders: %s\n"+
 			"They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
-			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n", strings.Join(senders.Names(), ", "))
+			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n", strings.Join(builtin.Names(), ", "))
 		fs.PrintDefaults()
 	}
 	// Accept flags before or after the name.
@@ -47,11 +48,11 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := checkSenderName(name); err != nil {
 		return failed(stderr, err)
 	}
-	opts := senders.Options{Timeout: *timeout}
+	opts := builtin.Options{Timeout: *timeout}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := senders.New(name, opts)
+	s, err := builtin.New(name, opts)
 	if err != nil {
 		return failed(stderr, err)
 	}

@@ -3,7 +3,7 @@
 
 //go:build !unix
 
-package senders
+package builtin
 
 import (
 	"context"

@@ -3,12 +3,13 @@
 
 //go:build unix
 
-package senders
+package builtin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/onecopy/onecopy/senders"
 	"log/slog"
 	"os"
 	"syscall"
@@ -22,7 +23,7 @@ type fileLock struct{ f *os.File }
 func acquireLock(ctx context.Context, path string, log *slog.Logger) (*fileLock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w; check %s is writable", err, VarStateDir)
+		return nil, fmt.Errorf("open lock file: %w; check %s is writable", err, senders.VarStateDir)
 	}
 	for waited := false; ; waited = true {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)

@@ -2,12 +2,13 @@
 // (campaign, normalised address), a Message-ID fixed per row, retries for
 // 4xx and lost connections, bounces for 5xx, a lock against overlapping
 // instances and a graceful stop on SIGTERM.
-package senders
+package builtin
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/onecopy/onecopy/senders"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -28,7 +29,7 @@ const lockPoll = 20 * time.Millisecond
 const ledgerSchema = `
 CREATE TABLE IF NOT EXISTS recipients (
 	campaign TEXT NOT NULL,
-	addr     TEXT NOT NULL,              -- Normalize(rcpt): the mailbox identity
+	addr     TEXT NOT NULL,              -- senders.Normalize(rcpt): the mailbox identity
 	rcpt     TEXT NOT NULL,              -- first spelling in the list, used in RCPT TO
 	pos      INTEGER NOT NULL,           -- list position of that first spelling
 	state    TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'bounced')),
@@ -43,9 +44,9 @@ type ledger struct{ opts Options }
 // recipient is one pending ledger row.
 type recipient struct{ addr, rcpt string }
 
-// Send implements Sender.
-func (l ledger) Send(ctx context.Context, env Env) error {
-	list, err := ReadList(env.RecipientsFile)
+// Send implements senders.Sender.
+func (l ledger) Send(ctx context.Context, env senders.Env) error {
+	list, err := senders.ReadList(env.RecipientsFile)
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func (l ledger) Send(ctx context.Context, env Env) error {
 // reuses from one recipient to the next.
 type courier struct {
 	opts Options
-	env  Env
+	env  senders.Env
 	log  *slog.Logger
 	sess *session // nil before the first dial and after a connection broke
 }
@@ -119,7 +120,7 @@ func (d *courier) deliver(ctx context.Context, r recipient) (state, detail strin
 				}
 				return "", "", context.Cause(ctx)
 			case err != nil && classify(err) == classPerm:
-				return "", "", fmt.Errorf("ledger: the server refuses us for good: %w; check %s and the server", err, VarSMTPAddr)
+				return "", "", fmt.Errorf("ledger: the server refuses us for good: %w; check %s and the server", err, senders.VarSMTPAddr)
 			case err != nil:
 				d.log.Warn("cannot connect; retrying", "err", err, "failures", failures+1)
 				continue
@@ -187,7 +188,7 @@ func openLedger(ctx context.Context, path string) (*sql.DB, error) {
 	db.SetMaxOpenConns(1)
 	if _, err := db.ExecContext(ctx, ledgerSchema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open ledger %s: %w; check %s is writable, or delete a corrupt ledger to start over", path, err, VarStateDir)
+		return nil, fmt.Errorf("open ledger %s: %w; check %s is writable, or delete a corrupt ledger to start over", path, err, senders.VarStateDir)
 	}
 	return db, nil
 }
@@ -207,7 +208,7 @@ func seedLedger(ctx context.Context, db *sql.DB, campaign string, list []string)
 	}
 	defer stmt.Close()
 	for i, rcpt := range list {
-		if _, err := stmt.ExecContext(ctx, campaign, Normalize(rcpt), rcpt, i); err != nil {
+		if _, err := stmt.ExecContext(ctx, campaign, senders.Normalize(rcpt), rcpt, i); err != nil {
 			return nil, fmt.Errorf("seed ledger with %s: %w", rcpt, err)
 		}
 	}

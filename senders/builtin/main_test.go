@@ -1,10 +1,11 @@
-// main_test.go: end-to-end tests of Main in a real child process (this test
+// main_test.go: end-to-end tests of senders.Main in a real child process (this test
 // binary re-executed), with a real SIGTERM.
-package senders
+package builtin
 
 import (
 	"bytes"
 	"errors"
+	"github.com/onecopy/onecopy/senders"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,21 +16,21 @@ import (
 )
 
 // TestHelperProcess is not a test: it is the sender process the tests below
-// start, running a built-in under Main.
+// start, running a built-in under senders.Main.
 func TestHelperProcess(t *testing.T) {
 	name := os.Getenv("ONECOPY_TEST_SENDER")
 	if name == "" {
-		t.Skip("helper process for the Main tests")
+		t.Skip("helper process for the senders.Main tests")
 	}
 	s, err := New(name, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	Main(s)
+	senders.Main(s)
 }
 
 // startSender starts a built-in sender process under the contract.
-func startSender(t *testing.T, name string, env Env) (*exec.Cmd, *bytes.Buffer) {
+func startSender(t *testing.T, name string, env senders.Env) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), env.Environ()...)
@@ -88,8 +89,8 @@ func TestMainLedgerGracefulSIGTERM(t *testing.T) {
 }
 
 func TestMainBadEnvironmentExits1(t *testing.T) {
-	cmd, stderr := startSender(t, "naive", Env{})
-	if code := exitCode(cmd.Wait()); code != 1 || !strings.Contains(stderr.String(), VarSMTPAddr) {
-		t.Fatalf("exit %d, stderr %q; want 1 naming %s", code, stderr.String(), VarSMTPAddr)
+	cmd, stderr := startSender(t, "naive", senders.Env{})
+	if code := exitCode(cmd.Wait()); code != 1 || !strings.Contains(stderr.String(), senders.VarSMTPAddr) {
+		t.Fatalf("exit %d, stderr %q; want 1 naming %s", code, stderr.String(), senders.VarSMTPAddr)
 	}
 }

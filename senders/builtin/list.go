@@ -1,12 +1,13 @@
 // list.go: the three senders that walk the list over one connection and
 // abort the attempt on the first failure: naive (no memory), checkpoint
 // (record after send) and early (record before send).
-package senders
+package builtin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/onecopy/onecopy/senders"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,9 +36,9 @@ type listSender struct {
 	opts   Options
 }
 
-// Send implements Sender.
-func (l listSender) Send(ctx context.Context, env Env) error {
-	list, err := ReadList(env.RecipientsFile)
+// Send implements senders.Sender.
+func (l listSender) Send(ctx context.Context, env senders.Env) error {
+	list, err := senders.ReadList(env.RecipientsFile)
 	if err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func (l listSender) Send(ctx context.Context, env Env) error {
 	}
 	sess, err := dial(ctx, env.SMTPAddr, l.opts.Timeout)
 	if err != nil {
-		return fmt.Errorf("%s: %w; is %s right and the server up?", l.name, err, VarSMTPAddr)
+		return fmt.Errorf("%s: %w; is %s right and the server up?", l.name, err, senders.VarSMTPAddr)
 	}
 	defer sess.close()
 	for i := next; i < len(list); i++ {
@@ -103,7 +104,7 @@ func writeCheckpoint(path string, next int) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, checkpointFile+"-*.tmp")
 	if err != nil {
-		return fmt.Errorf("write checkpoint: %w; check %s is writable", err, VarStateDir)
+		return fmt.Errorf("write checkpoint: %w; check %s is writable", err, senders.VarStateDir)
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
 	_, err = tmp.WriteString(strconv.Itoa(next) + "\n")

@@ -1,10 +1,11 @@
 // list_test.go: tests for the naive, checkpoint and early senders.
-package senders
+package builtin
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/onecopy/onecopy/senders"
 	"net"
 	"net/mail"
 	"os"
@@ -122,7 +123,7 @@ func TestNaiveCancelledContextAborts(t *testing.T) {
 	}
 }
 
-func readCheckpointFile(t *testing.T, env Env) string {
+func readCheckpointFile(t *testing.T, env senders.Env) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(env.StateDir, checkpointFile))
 	if err != nil {

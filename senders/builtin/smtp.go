@@ -1,7 +1,7 @@
 // smtp.go: the SMTP code every built-in sender shares: dialling with a
 // context, a deadline on every command, message building, classifying
 // failures, and waiting with backoff.
-package senders
+package builtin
 
 import (
 	"context"

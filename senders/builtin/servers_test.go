@@ -1,13 +1,14 @@
 // servers_test.go: the SMTP servers the tests send to: a counting server on
 // mhale/smtpd for happy paths, and a scripted server that answers commands
 // from per-verb reply queues, for faults.
-package senders
+package builtin
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/onecopy/onecopy/senders"
 	"io"
 	"log/slog"
 	"net"
@@ -49,7 +50,7 @@ func newCountingServer(t *testing.T) *countingServer {
 			if cs.onRcpt != nil {
 				cs.onRcpt(to)
 			}
-			return !cs.reject[Normalize(to)]
+			return !cs.reject[senders.Normalize(to)]
 		},
 		Handler: func(_ net.Addr, _ string, to []string, data []byte) error {
 			m, err := mail.ReadMessage(bytes.NewReader(data))
@@ -85,7 +86,7 @@ func newCountingServer(t *testing.T) *countingServer {
 func (cs *countingServer) setReject(addr string, on bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	cs.reject[Normalize(addr)] = on
+	cs.reject[senders.Normalize(addr)] = on
 }
 
 func (cs *countingServer) deliveries() []delivery {
@@ -274,7 +275,7 @@ func (s *scriptedServer) connections() int {
 
 // testEnv writes list to a file in a fresh state directory and returns the
 // environment a harness would give a sender talking to addr.
-func testEnv(t *testing.T, addr string, list ...string) Env {
+func testEnv(t *testing.T, addr string, list ...string) senders.Env {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "list.txt")
@@ -285,11 +286,11 @@ func testEnv(t *testing.T, addr string, list ...string) Env {
 	if err := os.Mkdir(state, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return Env{SMTPAddr: addr, RecipientsFile: path, StateDir: state, Campaign: "c1", Attempt: 1, Instance: 1}
+	return senders.Env{SMTPAddr: addr, RecipientsFile: path, StateDir: state, Campaign: "c1", Attempt: 1, Instance: 1}
 }
 
 // newSender returns a built-in with fast backoff and test logging.
-func newSender(t *testing.T, name string) Sender {
+func newSender(t *testing.T, name string) senders.Sender {
 	t.Helper()
 	s, err := New(name, Options{Timeout: 5 * time.Second, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	if err != nil {
@@ -302,7 +303,7 @@ func newSender(t *testing.T, name string) Sender {
 func counts(ds []delivery) map[string]int {
 	m := map[string]int{}
 	for _, d := range ds {
-		m[Normalize(d.To)]++
+		m[senders.Normalize(d.To)]++
 	}
 	return m
 }
@@ -316,7 +317,7 @@ func addrs(n int) []string {
 	return out
 }
 
-func mustSend(t *testing.T, s Sender, env Env) {
+func mustSend(t *testing.T, s senders.Sender, env senders.Env) {
 	t.Helper()
 	if err := s.Send(context.Background(), env); err != nil {
 		t.Fatalf("Send: %v", err)

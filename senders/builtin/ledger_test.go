@@ -1,11 +1,12 @@
 // ledger_test.go: tests for the ledger sender: once per address across
 // restarts, case variants, 4xx retries, 5xx bounces, in-doubt resends with
 // the same Message-ID, graceful interruption and overlapping instances.
-package senders
+package builtin
 
 import (
 	"context"
 	"errors"
+	"github.com/onecopy/onecopy/senders"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -19,7 +20,7 @@ import (
 func once(list ...string) map[string]int {
 	m := map[string]int{}
 	for _, a := range list {
-		m[Normalize(a)] = 1
+		m[senders.Normalize(a)] = 1
 	}
 	return m
 }
@@ -40,7 +41,7 @@ func TestLedgerSendsOnceAcrossRestarts(t *testing.T) {
 		if d.To != list[i] {
 			t.Fatalf("delivery %d went to %s, want %s (list order)", i, d.To, list[i])
 		}
-		if want := ledgerMessageID(env.Campaign, Normalize(d.To)); d.MessageID != want {
+		if want := ledgerMessageID(env.Campaign, senders.Normalize(d.To)); d.MessageID != want {
 			t.Fatalf("Message-ID %s, want %s", d.MessageID, want)
 		}
 	}
