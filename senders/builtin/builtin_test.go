@@ -18,4 +18,3 @@ func TestNewAndNames(t *testing.T) {
 		t.Error("bad From accepted")
 	}
 }
-
