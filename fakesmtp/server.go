@@ -255,6 +255,10 @@ func (srv *Server) HTTPAddr() string {
 	return srv.httpLn.Addr().String()
 }
 
+// SessionsAccepted is how many sessions the server has accepted since it
+// started, refused ones aside.
+func (srv *Server) SessionsAccepted() uint64 { return srv.nextID.Load() }
+
 // Oracle is the server's count.
 func (srv *Server) Oracle() *Oracle { return srv.oracle }
 

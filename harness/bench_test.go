@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,7 +169,7 @@ func harnessCycles(b *testing.B, child string, cycles int) (restart, react []tim
 		Command:    []string{child},
 		Recipients: harness.Synthetic(cycles + 1),
 		Kills:      []harness.KillSpec{{Kind: harness.KillEvery, N: 1}},
-		Expect:     harness.AtLeastOnce,
+		Expect:     verdict.AtLeastOnce,
 		Timeout:    2 * time.Minute,
 		WorkDir:    work,
 	})

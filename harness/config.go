@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/onecopy/onecopy/fakesmtp"
+	"github.com/onecopy/onecopy/verdict"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -50,7 +51,10 @@ type Config struct {
 	// Retries is how many restarts after failed attempts are allowed.
 	Retries int
 	// Expect is the level the run must reach.
-	Expect Level
+	Expect verdict.Level
+	// Target says which running instances a kill or a pause hits
+	// (default all).
+	Target Target
 	// Seed drives every random choice of the run.
 	Seed uint64
 	// Timeout ends the run; the report is still written.
@@ -109,6 +113,46 @@ func (s Signal) sys() syscall.Signal {
 		return syscall.SIGSTOP
 	}
 	return syscall.SIGKILL
+}
+
+// Target says which running instances a kill or a pause hits.
+type Target struct {
+	Kind     TargetKind
+	Instance int // for TargetInstance
+}
+
+// TargetKind is a kind of target.
+type TargetKind string
+
+// The targets of DESIGN section 5.
+const (
+	TargetAll      TargetKind = "all"      // every running instance
+	TargetOne      TargetKind = "one"      // one running instance, a seeded choice
+	TargetSending  TargetKind = "sending"  // the instance whose session reached the kill point, or that delivered last
+	TargetInstance TargetKind = "instance" // instance=K
+)
+
+const targetForms = "all | one | sending | instance=K"
+
+// ParseTarget parses one --target value.
+func ParseTarget(s string) (Target, error) {
+	switch k := TargetKind(strings.TrimSpace(s)); k {
+	case TargetAll, TargetOne, TargetSending:
+		return Target{Kind: k}, nil
+	}
+	if v, ok := strings.CutPrefix(strings.TrimSpace(s), "instance="); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 1 {
+			return Target{Kind: TargetInstance, Instance: n}, nil
+		}
+	}
+	return Target{}, usagef("--target %q: want %s", s, targetForms)
+}
+
+func (t Target) String() string {
+	if t.Kind == TargetInstance {
+		return "instance=" + strconv.Itoa(t.Instance)
+	}
+	return string(t.Kind)
 }
 
 // KillKind is a kind of kill schedule.
@@ -197,7 +241,11 @@ func parseList(r io.Reader, name string) ([]string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		text := sc.Text()
+		if n == 1 {
+			text = strings.TrimPrefix(text, "\uFEFF") // a byte-order mark is not part of the first address
+		}
+		line := strings.TrimSpace(text)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -257,7 +305,18 @@ func (c *Config) validate() error {
 		c.Signal = SigKill
 	}
 	if c.Expect == "" {
-		c.Expect = ExactlyOnce
+		c.Expect = verdict.ExactlyOnce
+	}
+	if c.Target.Kind == "" {
+		c.Target.Kind = TargetAll
+	}
+	if c.Target.Kind == TargetInstance && (c.Target.Instance < 1 || c.Target.Instance > c.Instances) {
+		return usagef("--target instance=%d: the run has instances 1 to %d", c.Target.Instance, c.Instances)
+	}
+	for i, a := range c.Recipients {
+		if strings.TrimSpace(a) == "" || strings.ContainsAny(a, "\r\n") {
+			return usagef("recipient %d (%q): want one address, not blank and without line breaks", i+1, a)
+		}
 	}
 	if c.Grace == 0 {
 		c.Grace = 5 * time.Second

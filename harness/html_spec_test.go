@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/onecopy/onecopy/report"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,7 +26,7 @@ import (
 
 var _ = Describe("The reports people read", func() {
 	// report runs cfg and writes its JSON and HTML reports into a temp dir.
-	report := func(ctx SpecContext, cfg harness.Config) (rep *harness.Report, jsonFile, htmlFile string) {
+	runReport := func(ctx SpecContext, cfg harness.Config) (rep *report.Report, jsonFile, htmlFile string) {
 		GinkgoHelper()
 		dir := GinkgoT().TempDir()
 		cfg.Timeout, cfg.Seed = 30*time.Second, 7
@@ -40,7 +41,7 @@ var _ = Describe("The reports people read", func() {
 
 	Describe("for the naive sender under the repro's chaos", Ordered, func() {
 		var (
-			rep      *harness.Report
+			rep      *report.Report
 			jsonFile string
 			doc      *html.Node
 		)
@@ -49,7 +50,7 @@ var _ = Describe("The reports people read", func() {
 			reject, err := fakesmtp.ParseFault("reject=rcpt000501@onecopy.test")
 			Expect(err).NotTo(HaveOccurred())
 			var htmlFile string
-			rep, jsonFile, htmlFile = report(ctx, harness.Config{
+			rep, jsonFile, htmlFile = runReport(ctx, harness.Config{
 				Command:    builtin("naive"),
 				Recipients: harness.Synthetic(1000),
 				Faults:     []fakesmtp.FaultSpec{reject},
@@ -176,13 +177,13 @@ var _ = Describe("The reports people read", func() {
 
 	Describe("for the ledger sender killed at in-doubt moments", Ordered, func() {
 		var (
-			rep *harness.Report
+			rep *report.Report
 			doc *html.Node
 		)
 		BeforeAll(func(ctx SpecContext) {
 			By("killing the ledger sender twice between a message's commit and its 250")
 			var htmlFile string
-			rep, _, htmlFile = report(ctx, harness.Config{
+			rep, _, htmlFile = runReport(ctx, harness.Config{
 				Command:    builtin("ledger"),
 				Recipients: harness.Synthetic(300),
 				Kills:      kills("in-doubt=2"),
@@ -236,7 +237,7 @@ var _ = Describe("The reports people read", func() {
 
 	It("traces copies to the instance whose child process holds the connection", func(ctx SpecContext) {
 		By("running two naive instances at once, each behind a shell that does not exec it")
-		rep, _, _ := report(ctx, harness.Config{
+		rep, _, _ := runReport(ctx, harness.Config{
 			Command:    []string{"/bin/sh", "-c", shellQuoted(onecopyBin) + " sender naive; exit $?"},
 			Recipients: harness.Synthetic(200),
 			Instances:  2,

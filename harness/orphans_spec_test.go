@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/onecopy/onecopy/report"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +84,7 @@ var _ = Describe("Process supervision", func() {
 		runCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		type result struct {
-			rep *harness.Report
+			rep *report.Report
 			err error
 		}
 		done := make(chan result, 1)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/onecopy/onecopy/history"
 )
 
 // proc is one attempt of one sender instance.
@@ -32,8 +35,11 @@ type proc struct {
 	exit              exitStatus    // valid after done
 
 	// Set by the run under its mutex.
-	signalled bool // a scheduled KILL or TERM hit it: restart, not a failure
+	signalled bool   // a scheduled KILL or TERM hit it: restart, not a failure
+	hitBy     Signal // the signal that did
+	escalated bool   // its TERM's grace ran out: it was SIGKILLed
 	paused    bool
+	chaos     *history.Chaos // the last signal or fault it met
 }
 
 type exitStatus struct {
@@ -42,6 +48,9 @@ type exitStatus struct {
 	Err      string // start or wait problems
 	Duration time.Duration
 }
+
+// ok reports whether the attempt completed: exit 0, no problem waiting.
+func (e exitStatus) ok() bool { return e.Code == 0 && e.Signal == "" && e.Err == "" }
 
 func (e exitStatus) String() string {
 	switch {
@@ -148,6 +157,20 @@ func (p *proc) outlives(d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// gone reports whether the attempt's leader has exited, reaped or not
+// (a zombie is gone too).
+func (p *proc) gone() bool {
+	if !p.running() {
+		return true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
 }
 
 func (p *proc) running() bool {

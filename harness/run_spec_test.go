@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,7 +25,7 @@ import (
 var _ = Describe("Run", func() {
 	// run runs cfg in a fresh work directory (so the history is kept) and
 	// prints the summary for a failing spec.
-	run := func(ctx context.Context, cfg harness.Config) *harness.Report {
+	run := func(ctx context.Context, cfg harness.Config) *report.Report {
 		GinkgoHelper()
 		if cfg.WorkDir == "" {
 			cfg.WorkDir = GinkgoT().TempDir()
@@ -58,8 +60,8 @@ var _ = Describe("Run", func() {
 			Expect(rep.Attempts).To(Equal(2))
 			// The rerun from recipient 1 covers the tail, so nothing is
 			// missing: the strongest level left is at-least-once.
-			Expect(rep.Verdict).To(Equal(harness.AtLeastOnce))
-			Expect(rep.Holds).To(Equal([]harness.Level{harness.AtLeastOnce}))
+			Expect(rep.Verdict).To(Equal(verdict.AtLeastOnce))
+			Expect(rep.Holds).To(Equal([]verdict.Level{verdict.AtLeastOnce}))
 			Expect(rep.Missing).To(BeZero())
 			Expect(rep.Duplicated).To(BeNumerically(">=", 100))
 
@@ -85,7 +87,7 @@ var _ = Describe("Run", func() {
 			Expect(rep.Attempts).To(Equal(2))
 			Expect(rep.Histogram).To(Equal(map[string]int{"2": 200}))
 			Expect(rep.Duplicated).To(Equal(200))
-			Expect(rep.Verdict).To(Equal(harness.AtLeastOnce))
+			Expect(rep.Verdict).To(Equal(verdict.AtLeastOnce))
 			Expect(rep.Pass).To(BeFalse())
 		}, NodeTimeout(60*time.Second))
 	})
@@ -99,7 +101,7 @@ var _ = Describe("Run", func() {
 					Recipients: harness.Synthetic(400),
 					Kills:      kills(kill),
 					Seed:       7,
-					Expect:     harness.EffectivelyOnce,
+					Expect:     verdict.EffectivelyOnce,
 				})
 
 				By("checking it restarted after every kill and completed")
@@ -113,7 +115,7 @@ var _ = Describe("Run", func() {
 
 				By("checking effectively-once: nothing missing, repeats only as many as in-doubt events, same Message-ID")
 				Expect(rep.Pass).To(BeTrue(), rep.Reason)
-				Expect(rep.Holds).To(ContainElement(harness.EffectivelyOnce))
+				Expect(rep.Holds).To(ContainElement(verdict.EffectivelyOnce))
 				Expect(rep.Missing).To(BeZero())
 				Expect(rep.Unexpected).To(BeZero())
 				Expect(rep.InDoubt).To(BeNumerically(">", 0))
@@ -134,7 +136,7 @@ var _ = Describe("Run", func() {
 				Command:    builtin("ledger"),
 				Recipients: harness.Synthetic(200),
 				Kills:      kills("in-doubt=3"),
-				Expect:     harness.ExactlyOnce,
+				Expect:     verdict.ExactlyOnce,
 			})
 
 			By("checking each in-doubt kill left exactly one repeat of the same message")
@@ -144,8 +146,8 @@ var _ = Describe("Run", func() {
 			Expect(rep.InDoubt).To(BeNumerically(">=", 3))
 
 			By("checking the verdict and why exactly-once was out of reach")
-			Expect(rep.Verdict).To(Equal(harness.EffectivelyOnce))
-			Expect(rep.Holds).NotTo(ContainElement(harness.ExactlyOnce))
+			Expect(rep.Verdict).To(Equal(verdict.EffectivelyOnce))
+			Expect(rep.Holds).NotTo(ContainElement(verdict.ExactlyOnce))
 			Expect(rep.Pass).To(BeFalse())
 			Expect(rep.Reason).To(ContainSubstring("in-doubt"))
 			Expect(rep.Reason).To(ContainSubstring("only because of in-doubt events"))
@@ -172,7 +174,7 @@ var _ = Describe("Run", func() {
 			}
 
 			By("checking exactly-once")
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Pass).To(BeTrue())
 			Expect(rep.Copies).To(BeEquivalentTo(400))
 		}, NodeTimeout(60*time.Second))
@@ -187,7 +189,7 @@ var _ = Describe("Run", func() {
 
 			By("checking the ledger resent each killed message once: exactly-once")
 			Expect(rep.Kills).To(Equal(3))
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Pass).To(BeTrue())
 			Expect(rep.Copies).To(BeEquivalentTo(300))
 
@@ -253,7 +255,7 @@ var _ = Describe("Run", func() {
 			Expect(cont).NotTo(BeZero())
 			Expect(cont.Sub(stop)).To(BeNumerically(">=", 300*time.Millisecond))
 
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Pass).To(BeTrue())
 		}, NodeTimeout(60*time.Second))
 	})
@@ -277,7 +279,7 @@ var _ = Describe("Run", func() {
 				Expect(a.Exit).To(Equal("exit 1"))
 				Expect(a.Output).To(ContainElement(ContainSubstring("gives up")))
 			}
-			Expect(rep.Verdict).To(Equal(harness.Fail))
+			Expect(rep.Verdict).To(Equal(verdict.Fail))
 			Expect(rep.Missing).To(Equal(10))
 		}, NodeTimeout(60*time.Second))
 
@@ -295,7 +297,7 @@ var _ = Describe("Run", func() {
 			Expect(rep.Kills).To(Equal(3))
 			Expect(rep.Restarts).To(Equal(3))
 			Expect(rep.Attempts).To(Equal(4))
-			Expect(rep.Holds).To(ContainElement(harness.EffectivelyOnce))
+			Expect(rep.Holds).To(ContainElement(verdict.EffectivelyOnce))
 		}, NodeTimeout(60*time.Second))
 
 		It("keeps the ledger sender exactly-once with --instances 2", func(ctx SpecContext) {
@@ -309,7 +311,7 @@ var _ = Describe("Run", func() {
 			By("checking the second instance sent nothing twice")
 			Expect(rep.Ended).To(Equal("completed"))
 			Expect(rep.Attempts).To(Equal(2))
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Histogram).To(Equal(map[string]int{"1": 300}))
 		}, NodeTimeout(60*time.Second))
 
@@ -326,7 +328,7 @@ var _ = Describe("Run", func() {
 			}
 			rep := run(ctx, cfg)
 			Expect(rep.Ended).To(Equal("completed"))
-			Expect(rep.Holds).To(ContainElement(harness.EffectivelyOnce), rep.Reason)
+			Expect(rep.Holds).To(ContainElement(verdict.EffectivelyOnce), rep.Reason)
 
 			By("reading what each start saw")
 			f, err := os.Open(filepath.Join(cfg.WorkDir, "state", "contract.log"))

@@ -7,6 +7,8 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 	"math"
 	"slices"
 	"strings"
@@ -36,50 +38,50 @@ type Scenario struct {
 	Stagger   time.Duration
 	Retries   int
 	// Expect is the level a correct sender reaches here.
-	Expect harness.Level
+	Expect verdict.Level
 }
 
 // Catalog returns every scenario, in a stable order.
 func Catalog() []Scenario {
 	return []Scenario{
 		{Name: "crash-and-retry", Mode: "whole-job retry after a crash", Rows: []int{1}, Labels: []string{"kill"},
-			Recipients: 200, Kills: []string{"at=25%,50%,75%"}, Expect: harness.EffectivelyOnce},
+			Recipients: 200, Kills: []string{"at=25%,50%,75%"}, Expect: verdict.EffectivelyOnce},
 		{Name: "one-bad-address", Mode: "one bad recipient fails the whole job", Rows: []int{1, 15}, Labels: []string{"fault"},
-			Recipients: 200, Faults: []string{"reject-nth=101"}, Retries: 3, Expect: harness.ExactlyOnce},
+			Recipients: 200, Faults: []string{"reject-nth=101"}, Retries: 3, Expect: verdict.ExactlyOnce},
 		{Name: "send-then-record", Mode: "killed after the 250, before recording it", Rows: []int{2}, Labels: []string{"kill", "in-doubt"},
-			Recipients: 150, Kills: []string{"in-doubt=3"}, Expect: harness.EffectivelyOnce},
+			Recipients: 150, Kills: []string{"in-doubt=3"}, Expect: verdict.EffectivelyOnce},
 		{Name: "killed-during-data", Mode: "record (or ack) before send: a kill mid-DATA", Rows: []int{3}, Labels: []string{"kill"},
-			Recipients: 150, Kills: []string{"during-data=3"}, Expect: harness.ExactlyOnce},
+			Recipients: 150, Kills: []string{"during-data=3"}, Expect: verdict.ExactlyOnce},
 		{Name: "random-kills", Mode: "crash at arbitrary moments", Rows: []int{1, 2}, Labels: []string{"kill", "in-doubt"},
-			Recipients: 200, Kills: []string{"random=3"}, Expect: harness.EffectivelyOnce},
+			Recipients: 200, Kills: []string{"random=3"}, Expect: verdict.EffectivelyOnce},
 		{Name: "slow-ack", Mode: "client timeout shorter than the server's post-DATA work", Rows: []int{6}, Labels: []string{"fault", "in-doubt"},
-			Recipients: 60, Faults: []string{"slow-ack=1500ms@0.05"}, Expect: harness.EffectivelyOnce},
+			Recipients: 60, Faults: []string{"slow-ack=1500ms@0.05"}, Expect: verdict.EffectivelyOnce},
 		{Name: "cut-after-dot", Mode: "connection drops after the final dot", Rows: []int{7}, Labels: []string{"fault", "in-doubt"},
-			Recipients: 150, Faults: []string{"drop-after-data=0.05"}, Expect: harness.EffectivelyOnce},
+			Recipients: 150, Faults: []string{"drop-after-data=0.05"}, Expect: verdict.EffectivelyOnce},
 		{Name: "cut-during-data", Mode: "connection drops while DATA streams", Rows: []int{7}, Labels: []string{"fault"},
-			Recipients: 150, Faults: []string{"drop-during-data=0.05"}, Expect: harness.ExactlyOnce},
+			Recipients: 150, Faults: []string{"drop-during-data=0.05"}, Expect: verdict.ExactlyOnce},
 		{Name: "paused-worker", Mode: "lease expires while a worker is paused; a second worker runs", Rows: []int{9, 10}, Labels: []string{"pause", "instances"},
-			Recipients: 150, Instances: 2, Kills: []string{"at=40%"}, Signal: harness.SigStop, Pause: 500 * time.Millisecond, Expect: harness.ExactlyOnce},
+			Recipients: 150, Instances: 2, Kills: []string{"at=40%"}, Signal: harness.SigStop, Pause: 500 * time.Millisecond, Expect: verdict.ExactlyOnce},
 		{Name: "graceful-shutdown", Mode: "deploy sends SIGTERM with enough grace", Rows: []int{11}, Labels: []string{"kill", "term"},
-			Recipients: 200, Kills: []string{"at=30%,60%"}, Signal: harness.SigTerm, Grace: 5 * time.Second, Expect: harness.ExactlyOnce},
+			Recipients: 200, Kills: []string{"at=30%,60%"}, Signal: harness.SigTerm, Grace: 5 * time.Second, Expect: verdict.ExactlyOnce},
 		{Name: "short-grace", Mode: "shutdown grace shorter than the batch", Rows: []int{11}, Labels: []string{"kill", "term", "in-doubt"},
-			Recipients: 200, Kills: []string{"at=30%,60%"}, Signal: harness.SigTerm, Grace: time.Millisecond, Expect: harness.EffectivelyOnce},
+			Recipients: 200, Kills: []string{"at=30%,60%"}, Signal: harness.SigTerm, Grace: time.Millisecond, Expect: verdict.EffectivelyOnce},
 		{Name: "two-instances", Mode: "two instances at once (overlapping cron ticks)", Rows: []int{12}, Labels: []string{"instances"},
-			Recipients: 200, Instances: 2, Expect: harness.ExactlyOnce},
+			Recipients: 200, Instances: 2, Expect: verdict.ExactlyOnce},
 		{Name: "double-trigger", Mode: "the job enqueued twice, a moment apart", Rows: []int{13}, Labels: []string{"instances"},
-			Recipients: 200, Instances: 2, Stagger: 100 * time.Millisecond, Expect: harness.ExactlyOnce},
+			Recipients: 200, Instances: 2, Stagger: 100 * time.Millisecond, Expect: verdict.ExactlyOnce},
 		{Name: "throttled", Mode: "4xx treated as final", Rows: []int{17}, Labels: []string{"fault"},
-			Recipients: 150, Faults: []string{"tempfail=0.1"}, Expect: harness.ExactlyOnce},
+			Recipients: 150, Faults: []string{"tempfail=0.1"}, Expect: verdict.ExactlyOnce},
 		{Name: "greylisted", Mode: "greylisting: the first try of each address gets 451", Rows: []int{17}, Labels: []string{"fault"},
-			Recipients: 100, Faults: []string{"greylist"}, Expect: harness.ExactlyOnce},
+			Recipients: 100, Faults: []string{"greylist"}, Expect: verdict.ExactlyOnce},
 		{Name: "refused-connections", Mode: "server refuses connections with 421", Rows: []int{17}, Labels: []string{"fault"},
-			Recipients: 150, Faults: []string{"refuse=0.3"}, Expect: harness.ExactlyOnce},
+			Recipients: 150, Faults: []string{"refuse=0.3"}, Expect: verdict.ExactlyOnce},
 		{Name: "connection-limit", Mode: "reused connection closed after N messages", Rows: []int{18}, Labels: []string{"fault"},
-			Recipients: 150, Faults: []string{"conn-limit=7"}, Expect: harness.ExactlyOnce},
+			Recipients: 150, Faults: []string{"conn-limit=7"}, Expect: verdict.ExactlyOnce},
 		{Name: "outage", Mode: "the SMTP server goes away mid-campaign and comes back", Rows: []int{17, 18}, Labels: []string{"fault"},
-			Recipients: 150, Faults: []string{"outage=500ms@50%"}, Expect: harness.ExactlyOnce},
+			Recipients: 150, Faults: []string{"outage=500ms@50%"}, Expect: verdict.ExactlyOnce},
 		{Name: "case-variants", Mode: "the same person twice in the list", Rows: []int{20}, Labels: []string{"list"},
-			Recipients: 150, List: caseVariants, Expect: harness.ExactlyOnce},
+			Recipients: 150, List: caseVariants, Expect: verdict.ExactlyOnce},
 	}
 }
 
@@ -210,7 +212,7 @@ func (s Scenario) Config(opts Options) (harness.Config, error) {
 }
 
 // Run runs one scenario against opts.Command.
-func Run(ctx context.Context, s Scenario, opts Options) (*harness.Report, error) {
+func Run(ctx context.Context, s Scenario, opts Options) (*report.Report, error) {
 	cfg, err := s.Config(opts)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ package scenarios_test
 import (
 	"context"
 	"fmt"
+	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,7 +68,7 @@ var _ = Describe("ParseChaos", func() {
 		Expect(c.Recipients).To(Equal(50))
 		Expect(c.Kills).To(Equal([]string{"random=2"}))
 		Expect(c.Faults).To(Equal([]string{"tempfail=0.1"}))
-		Expect(c.Expect).To(Equal(harness.EffectivelyOnce))
+		Expect(c.Expect).To(Equal(verdict.EffectivelyOnce))
 		Expect(c.Replay(7, 1, "--sender builtin:ledger")).To(Equal("onecopy run --recipients 50 --kill random=2 --fault tempfail=0.1 --expect effectively-once --seed 7 --sender builtin:ledger"))
 		Expect(pool[0].Replay(7, 2, "-- ./s")).To(Equal("onecopy gate --only random-kills --seed 7 --scale 2 -- ./s"))
 	})

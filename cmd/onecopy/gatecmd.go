@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/onecopy/onecopy/report"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -14,7 +15,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/onecopy/onecopy/harness"
 	"github.com/onecopy/onecopy/scenarios"
 )
 
@@ -89,12 +89,12 @@ func gateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "onecopy gate: %d scenarios, seed %d, sender %s\n", len(selected), *seed, senderArgs)
 	row := "%-20s %-18s %-18s %-5s %6s  %s\n"
 	fmt.Fprintf(stdout, row, "SCENARIO", "VERDICT", "EXPECTED", "PASS", "TIME", "FAILURE MODE")
-	var cases []harness.Case
+	var cases []report.Case
 	failures := 0
 	start := time.Now()
 	for _, s := range selected {
 		if ctx.Err() != nil {
-			cases = append(cases, harness.Case{Name: s.Name, Class: s.Mode, Skipped: "interrupted"})
+			cases = append(cases, report.Case{Name: s.Name, Class: s.Mode, Skipped: "interrupted"})
 			continue
 		}
 		rep, err := scenarios.Run(ctx, s, opts)
@@ -107,7 +107,7 @@ func gateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			failures++
 		}
 		fmt.Fprintf(stdout, row, s.Name, rep.Verdict, rep.Expect, mark, fmt.Sprintf("%.1fs", rep.DurationSeconds), s.Mode)
-		cases = append(cases, harness.Case{Name: s.Name, Class: s.Mode, Report: rep})
+		cases = append(cases, report.Case{Name: s.Name, Class: s.Mode, Report: rep})
 		if *reportDir != "" {
 			if err := rep.WriteJSON(filepath.Join(*reportDir, s.Name+".json")); err != nil {
 				return failed(stderr, err)
@@ -118,7 +118,7 @@ func gateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *junit != "" {
-		if err := harness.WriteJUnit(*junit, "onecopy gate", cases); err != nil {
+		if err := report.WriteJUnit(*junit, "onecopy gate", cases); err != nil {
 			return failed(stderr, err)
 		}
 	}

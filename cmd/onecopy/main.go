@@ -33,6 +33,7 @@ Usage:
   onecopy run [flags] --sender builtin:NAME  the same with a built-in sender
   onecopy gate [flags] -- COMMAND [ARGS...]  run the scenario catalog against a sender (CI gate, JUnit)
   onecopy soak --duration D [flags] -- CMD    campaign after campaign for Prometheus to watch (or --sender builtin:NAME)
+  onecopy check WORKDIR                      re-judge a run kept with --work-dir from its history alone
   onecopy repro                              reproduce the 4-copies bug with the naive sender
   onecopy fakesmtp [flags]                   the counting fake SMTP server on its own
   onecopy sender NAME                        run a built-in sender under the environment contract
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return soakCmd(ctx, rest, stdout, stderr)
 	case "repro":
 		return reproCmd(ctx, rest, stdout, stderr)
+	case "check":
+		return checkCmd(ctx, rest, stdout, stderr)
 	case "fakesmtp":
 		return fakesmtpCmd(ctx, rest, stdout, stderr)
 	case "sender":

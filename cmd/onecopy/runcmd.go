@@ -6,6 +6,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -39,6 +41,7 @@ type runFlags struct {
 	sender      string
 	workDir     string
 	quiet       bool
+	target      string
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -62,6 +65,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME")
 	fs.StringVar(&f.workDir, "work-dir", "", "keep the state dir, list, history and sender logs in `DIR`")
 	fs.BoolVar(&f.quiet, "quiet", false, "print only the verdict line")
+	fs.StringVar(&f.target, "target", "all", "which running instances a kill or pause hits: all | one | sending | instance=K")
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -128,7 +132,10 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 	if cfg.Signal, err = harness.ParseSignal(f.signal); err != nil {
 		return cfg, err
 	}
-	if cfg.Expect, err = harness.ParseLevel(f.expect); err != nil {
+	if cfg.Target, err = harness.ParseTarget(f.target); err != nil {
+		return cfg, err
+	}
+	if cfg.Expect, err = verdict.ParseLevel(f.expect); err != nil {
 		return cfg, usageErr("--expect: %v", err)
 	}
 	if f.instances < 1 {
@@ -182,7 +189,7 @@ func usageErr(format string, args ...any) error {
 }
 
 // execute runs cfg, prints the summary and writes the reports.
-func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr io.Writer) (*harness.Report, int) {
+func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr io.Writer) (*report.Report, int) {
 	if isTerminal(stdout) && !f.quiet {
 		cfg.Progress = stdout
 	}
@@ -216,7 +223,7 @@ func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr
 		}
 	}
 	if f.junit != "" {
-		if werr := harness.WriteJUnit(f.junit, "onecopy run", []harness.Case{{Name: "run", Report: rep}}); werr != nil {
+		if werr := report.WriteJUnit(f.junit, "onecopy run", []report.Case{{Name: "run", Report: rep}}); werr != nil {
 			fmt.Fprintf(stderr, "onecopy: %v\n", werr)
 			return rep, exitHarness
 		}
@@ -225,13 +232,7 @@ func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr
 		fmt.Fprintf(stderr, "onecopy: %v\n", err)
 		return rep, exitHarness
 	}
-	switch {
-	case ctx.Err() != nil:
-		return rep, exitInterrupt
-	case rep.Pass:
-		return rep, exitPass
-	}
-	return rep, exitShort
+	return rep, exitFor(rep)
 }
 
 // replayLine is the one-line command that reproduces a run.

@@ -1,4 +1,4 @@
-package harness_test
+package report_test
 
 import (
 	"encoding/xml"
@@ -13,7 +13,8 @@ import (
 	"github.com/onsi/ginkgo/v2/reporters"
 	"github.com/onsi/ginkgo/v2/types"
 
-	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // shape lists every element path and attribute of an XML document.
@@ -52,9 +53,9 @@ func shape(t *testing.T, path string) map[string]bool {
 func TestJUnitHasGinkgosShape(t *testing.T) {
 	dir := t.TempDir()
 	ours := filepath.Join(dir, "ours.xml")
-	pass := &harness.Report{Verdict: harness.ExactlyOnce, Expect: harness.ExactlyOnce, Pass: true, Holds: []harness.Level{harness.ExactlyOnce}, DurationSeconds: 0.5}
-	fail := &harness.Report{Verdict: harness.Fail, Expect: harness.ExactlyOnce, Reason: "fail: 3 missing", Replay: "onecopy gate --only x --seed 1 -- ./s", DurationSeconds: 1}
-	err := harness.WriteJUnit(ours, "onecopy gate", []harness.Case{
+	pass := &report.Report{Verdict: verdict.ExactlyOnce, Expect: verdict.ExactlyOnce, Pass: true, Holds: []verdict.Level{verdict.ExactlyOnce}, DurationSeconds: 0.5}
+	fail := &report.Report{Verdict: verdict.Fail, Expect: verdict.ExactlyOnce, Reason: "fail: 3 missing", Replay: "onecopy gate --only x --seed 1 -- ./s", DurationSeconds: 1}
+	err := report.WriteJUnit(ours, "onecopy gate", []report.Case{
 		{Name: "a", Class: "mode a", Report: pass},
 		{Name: "b", Class: "mode b", Report: fail},
 		{Name: "c", Class: "mode c", Skipped: "interrupted"},

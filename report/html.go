@@ -5,7 +5,7 @@
 // loads nothing from the network: CSS, SVG and a little JavaScript for
 // hovering are all inline.
 
-package harness
+package report
 
 import (
 	_ "embed"
@@ -55,10 +55,7 @@ func (rep *Report) WriteHTML(path string) error {
 
 // HTML writes the report as one self-contained HTML page.
 func (rep *Report) HTML(w io.Writer) error {
-	page := htmlPage{R: rep, Status: "PASS", Hist: histogramChart(rep)}
-	if !rep.Pass {
-		page.Status = "FAIL"
-	}
+	page := htmlPage{R: rep, Status: rep.Status(), Hist: histogramChart(rep)}
 	for _, s := range rep.Senders {
 		page.Multi = page.Multi || s.Instance > 1
 	}

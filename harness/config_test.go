@@ -1,12 +1,12 @@
-// Specs for the pure parts of the harness: counting a snapshot into a
-// Tally, the levels that hold and the verdict, the reason, and the parsing
-// of kill schedules, signals, levels and recipient lists.
+// Specs for the pure parts of the harness: the parsing of kill schedules,
+// signals, levels, targets and recipient lists.
 
 package harness_test
 
 import (
 	"errors"
 	"fmt"
+	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,98 +17,6 @@ import (
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
 )
-
-var _ = Describe("Verdicts", func() {
-	const (
-		exactly     = harness.ExactlyOnce
-		effectively = harness.EffectivelyOnce
-		atLeast     = harness.AtLeastOnce
-		atMost      = harness.AtMostOnce
-	)
-
-	Describe("Count", func() {
-		It("compares the oracle's snapshot with the expected addresses", func() {
-			snap := fakesmtp.Snapshot{Copies: 7, Recipients: []fakesmtp.Recipient{
-				{Address: "a@x.test", Copies: 1, MessageIDs: 1},
-				{Address: "b@x.test", Copies: 3, MessageIDs: 1},
-				{Address: "c@x.test", Copies: 2, MessageIDs: 2},
-				{Address: "stranger@x.test", Copies: 1, MessageIDs: 1},
-			}}
-			t := harness.Count([]string{"a@x.test", "b@x.test", "c@x.test", "d@x.test"}, 1, snap, 2)
-			Expect(t).To(Equal(harness.Tally{
-				Recipients: 4, Delivered: 3, Missing: 1, Duplicated: 2, Extra: 3, NewIDs: 1,
-				Unexpected: 1, Bounced: 1, Copies: 7, InDoubt: 2,
-				Histogram: map[int]int{0: 1, 1: 1, 2: 1, 3: 1},
-			}))
-		})
-
-		It("has no 0 bucket when nothing is missing", func() {
-			snap := fakesmtp.Snapshot{Copies: 1, Recipients: []fakesmtp.Recipient{{Address: "a@x.test", Copies: 1, MessageIDs: 1}}}
-			Expect(harness.Count([]string{"a@x.test"}, 0, snap, 0).Histogram).To(Equal(map[int]int{1: 1}))
-		})
-	})
-
-	DescribeTable("Holds and Verdict follow DESIGN.md section 4",
-		func(t harness.Tally, holds []harness.Level, verdict harness.Level) {
-			if holds == nil {
-				Expect(t.Holds()).To(BeEmpty())
-			} else {
-				Expect(t.Holds()).To(Equal(holds))
-			}
-			Expect(t.Verdict()).To(Equal(verdict))
-		},
-		Entry("one copy each: every level holds",
-			harness.Tally{Recipients: 10, Delivered: 10},
-			[]harness.Level{exactly, effectively, atLeast, atMost}, exactly),
-		Entry("repeats with the same Message-ID, no more than in-doubt events",
-			harness.Tally{Recipients: 10, Delivered: 10, Duplicated: 2, Extra: 3, InDoubt: 3},
-			[]harness.Level{effectively, atLeast}, effectively),
-		Entry("repeats with the same Message-ID, more than in-doubt events",
-			harness.Tally{Recipients: 10, Delivered: 10, Duplicated: 2, Extra: 3, InDoubt: 2},
-			[]harness.Level{atLeast}, atLeast),
-		Entry("a repeat with a new Message-ID, even when in doubt",
-			harness.Tally{Recipients: 10, Delivered: 10, Duplicated: 1, Extra: 1, NewIDs: 1, InDoubt: 5},
-			[]harness.Level{atLeast}, atLeast),
-		Entry("missing no more than in-doubt events, no repeats",
-			harness.Tally{Recipients: 10, Delivered: 8, Missing: 2, InDoubt: 2},
-			[]harness.Level{atMost}, atMost),
-		Entry("missing more than in-doubt events",
-			harness.Tally{Recipients: 10, Delivered: 7, Missing: 3, InDoubt: 2},
-			nil, harness.Fail),
-		Entry("an address not on the list got a copy",
-			harness.Tally{Recipients: 10, Delivered: 10, Unexpected: 1},
-			nil, harness.Fail),
-		Entry("the repro: missing and repeated",
-			harness.Tally{Recipients: 999, Delivered: 500, Missing: 499, Duplicated: 500, Extra: 1500, NewIDs: 500, Bounced: 1},
-			nil, harness.Fail),
-	)
-
-	Describe("Reason", func() {
-		It("says so when every recipient got one copy", func() {
-			Expect(harness.Tally{Recipients: 10, Delivered: 10}.Reason(exactly)).
-				To(Equal("every one of 10 recipients got exactly one copy"))
-		})
-
-		It("blames in-doubt events when only they stand between the run and exactly-once", func() {
-			t := harness.Tally{Recipients: 10, Delivered: 10, Duplicated: 2, Extra: 2, InDoubt: 3}
-			Expect(t.Reason(exactly)).To(HavePrefix("effectively-once: "))
-			Expect(t.Reason(exactly)).To(ContainSubstring("only because of in-doubt events"))
-			Expect(t.Reason(exactly)).To(ContainSubstring("RFC 1047"))
-			By("not making excuses when effectively-once was all that was asked")
-			Expect(t.Reason(effectively)).NotTo(ContainSubstring("only because"))
-		})
-
-		It("names every problem of a failed run", func() {
-			t := harness.Tally{Recipients: 999, Delivered: 500, Missing: 499, Duplicated: 500, Extra: 1500, NewIDs: 500, Unexpected: 2}
-			r := t.Reason(exactly)
-			Expect(r).To(HavePrefix("fail: "))
-			Expect(r).To(ContainSubstring("499 of 999 deliverable recipients got no copy"))
-			Expect(r).To(ContainSubstring("500 got more than one (1500 extra copies, 500 addresses with a new Message-ID"))
-			Expect(r).To(ContainSubstring("2 addresses not on the list"))
-			Expect(r).NotTo(ContainSubstring("only because"))
-		})
-	})
-})
 
 var _ = Describe("Parsing", func() {
 	isUsage := func(err error) bool {
@@ -169,14 +77,14 @@ var _ = Describe("Parsing", func() {
 		Expect(isUsage(err)).To(BeTrue())
 		Expect(err).To(MatchError(ContainSubstring(`--signal "HUP": want KILL, TERM or STOP`)))
 
-		for _, l := range harness.Levels() {
-			got, err := harness.ParseLevel(string(l))
+		for _, l := range verdict.Levels() {
+			got, err := verdict.ParseLevel(string(l))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(got).To(Equal(l))
 		}
-		_, err = harness.ParseLevel("sometimes")
+		_, err = verdict.ParseLevel("sometimes")
 		Expect(err).To(MatchError(ContainSubstring(`unknown level "sometimes"`)))
-		_, err = harness.ParseLevel("fail")
+		_, err = verdict.ParseLevel("fail")
 		Expect(err).To(HaveOccurred(), "fail is a verdict, not a level to expect")
 	})
 

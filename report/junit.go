@@ -1,7 +1,7 @@
 // JUnit XML reports, in the shape Ginkgo's --junit-report writes, so CI
 // systems show one test case per run or scenario.
 
-package harness
+package report
 
 import (
 	"encoding/xml"
