@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/onsi/gomega/types"
-
 )
 
 // reportMatcher checks one property of a *report.Report.
