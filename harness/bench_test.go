@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // cycleChild is a tiny static sender: it resumes at the index in its state

@@ -16,9 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/verdict"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // UsageError is bad input: the CLI exits 2 and nothing runs.

@@ -6,7 +6,6 @@ package harness_test
 import (
 	"errors"
 	"fmt"
-	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 var _ = Describe("Parsing", func() {

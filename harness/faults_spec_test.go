@@ -8,8 +8,6 @@ package harness_test
 
 import (
 	"context"
-	"github.com/onecopy/onecopy/report"
-	"github.com/onecopy/onecopy/verdict"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -17,6 +15,8 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 var _ = Describe("Faults", func() {

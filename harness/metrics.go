@@ -13,11 +13,12 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/history"
 	"github.com/onecopy/onecopy/report"
 	"github.com/onecopy/onecopy/verdict"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the collectors of runs and soaks, built once by NewMetrics and

@@ -8,11 +8,12 @@ package harness
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/onecopy/onecopy/history"
 	"github.com/onecopy/onecopy/report"
 	"github.com/onecopy/onecopy/verdict"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestDuplicatesInDoubtFollowTheVerdict(t *testing.T) {

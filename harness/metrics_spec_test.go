@@ -8,8 +8,6 @@ package harness_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/onecopy/onecopy/report"
-	"github.com/onecopy/onecopy/verdict"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +24,8 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // metricValue sums the samples of a gathered metric whose labels include

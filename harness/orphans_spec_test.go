@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/onecopy/onecopy/report"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/onsi/gomega/gexec"
 
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
 )
 
 var _ = Describe("Process supervision", func() {

@@ -8,8 +8,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/onecopy/onecopy/report"
-	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +18,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 var _ = Describe("Run", func() {

@@ -7,8 +7,6 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"github.com/onecopy/onecopy/report"
-	"github.com/onecopy/onecopy/verdict"
 	"math"
 	"slices"
 	"strings"
@@ -16,6 +14,8 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // Scenario is one named chaos configuration and the level a correct sender

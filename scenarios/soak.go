@@ -11,8 +11,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/onecopy/onecopy/report"
-	"github.com/onecopy/onecopy/verdict"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -26,6 +24,8 @@ import (
 	"time"
 
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // SoakOptions say how to soak a sender. The embedded Options say how each

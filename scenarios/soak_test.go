@@ -6,7 +6,6 @@ package scenarios_test
 import (
 	"context"
 	"fmt"
-	"github.com/onecopy/onecopy/verdict"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/onecopy/onecopy/harness"
 	"github.com/onecopy/onecopy/scenarios"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // gathered sums a gathered metric's samples whose labels include pairs.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/onecopy/onecopy/report"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/onecopy/onecopy/report"
 	"github.com/onecopy/onecopy/scenarios"
 )
 

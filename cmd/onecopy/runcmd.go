@@ -6,8 +6,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/onecopy/onecopy/report"
-	"github.com/onecopy/onecopy/verdict"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -17,6 +15,8 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // runFlags are the flags of onecopy run (DESIGN.md section 5).

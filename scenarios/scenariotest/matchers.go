@@ -5,11 +5,12 @@ package scenariotest
 
 import (
 	"fmt"
-	"github.com/onecopy/onecopy/report"
-	"github.com/onecopy/onecopy/verdict"
 	"strings"
 
 	"github.com/onsi/gomega/types"
+
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // reportMatcher checks one property of a *report.Report.

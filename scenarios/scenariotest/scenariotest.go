@@ -9,7 +9,6 @@ package scenariotest
 
 import (
 	"fmt"
-	"github.com/onecopy/onecopy/verdict"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/onsi/gomega"
 
 	"github.com/onecopy/onecopy/scenarios"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // Config says which sender to gate and how.

@@ -8,12 +8,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/onecopy/onecopy/senders"
 	"log/slog"
 	"path/filepath"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+
+	"github.com/onecopy/onecopy/senders"
 )
 
 // Ledger row states.

@@ -6,7 +6,6 @@ package builtin
 import (
 	"context"
 	"errors"
-	"github.com/onecopy/onecopy/senders"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/onecopy/onecopy/senders"
 )
 
 // once returns the expected copies map: one per address.

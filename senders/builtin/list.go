@@ -7,13 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/onecopy/onecopy/senders"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onecopy/onecopy/senders"
 )
 
 // recordMode says when a listSender records its position in the list.

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/onecopy/onecopy/senders"
 	"net"
 	"net/mail"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onecopy/onecopy/senders"
 )
 
 func TestNaiveSendsEveryLineInOrder(t *testing.T) {

@@ -9,10 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/onecopy/onecopy/senders"
 	"log/slog"
 	"os"
 	"syscall"
+
+	"github.com/onecopy/onecopy/senders"
 )
 
 // fileLock is a held exclusive flock; release drops it.

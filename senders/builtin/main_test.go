@@ -5,7 +5,6 @@ package builtin
 import (
 	"bytes"
 	"errors"
-	"github.com/onecopy/onecopy/senders"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/onecopy/onecopy/senders"
 )
 
 // TestHelperProcess is not a test: it is the sender process the tests below

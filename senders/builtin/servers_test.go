@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/onecopy/onecopy/senders"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/mhale/smtpd"
+
+	"github.com/onecopy/onecopy/senders"
 )
 
 // delivery is one accepted message for one recipient.
