@@ -9,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
+
+	"github.com/onecopy/onecopy/history"
 )
 
 // onecopy runs the CLI binary with args and waits for it to exit.
@@ -156,7 +157,8 @@ var _ = Describe("The onecopy CLI", func() {
 			Expect(ok).To(BeTrue(), "worst is a list")
 			Expect(worst).NotTo(BeEmpty())
 			for _, w := range worst {
-				Expect(w).To(HaveLen(4), "address, copies, message_ids, and copies_detail added by issue 7")
+				Expect(w).To(HaveLen(5), "address, copies, message_ids, unexplained and copies_detail")
+				Expect(w).To(HaveKeyWithValue("unexplained", BeNumerically("==", 3)))
 				Expect(w).To(HaveKeyWithValue("copies_detail", HaveLen(4)))
 				Expect(w).To(HaveKeyWithValue("address", HaveSuffix("@onecopy.test")))
 				Expect(w).To(HaveKeyWithValue("copies", BeNumerically("==", 4)))
@@ -166,25 +168,23 @@ var _ = Describe("The onecopy CLI", func() {
 	})
 
 	Describe("seeds", func() {
-		pointRE := regexp.MustCompile(`point (\d+) of 400 `)
 
 		// killPoints runs the ledger under random=3 with seed and returns
 		// the kill points its history records, in order.
-		killPoints := func(ctx SpecContext, seed string) []string {
+		killPoints := func(ctx SpecContext, seed string) []int {
 			GinkgoHelper()
 			workDir := GinkgoT().TempDir()
 			session := onecopy(ctx, "run", "--recipients", "400", "--kill", "random=3", "--seed", seed,
 				"--expect", "effectively-once", "--work-dir", workDir, "--quiet", "--sender", "builtin:ledger")
 			Expect(session).To(gexec.Exit(0))
 			Expect(string(session.Out.Contents())).To(ContainSubstring("seed " + seed))
-			var points []string
+			var points []int
 			for _, ev := range readHistory(filepath.Join(workDir, "history.jsonl")) {
-				if ev.Type != "signal" {
+				if ev.Kind != history.KindSignal {
 					continue
 				}
-				m := pointRE.FindStringSubmatch(ev.Reason)
-				Expect(m).NotTo(BeNil(), "a kill whose reason names no point: %q", ev.Reason)
-				points = append(points, m[1])
+				Expect(ev.Point).NotTo(BeNil(), "a kill that names no point: %+v", ev.Signal)
+				points = append(points, ev.Point.Due)
 			}
 			Expect(points).To(HaveLen(3))
 			return points

@@ -504,7 +504,7 @@ func (r *run) hit(p history.KillPoint, by owner, wait bool) bool {
 	}
 	r.mu.Unlock()
 	for _, s := range r.srv.Sessions() {
-		ev.Signal.Sessions = append(ev.Signal.Sessions, history.Session{ID: s.ID, Moment: s.Moment.String()})
+		ev.Signal.Sessions = append(ev.Signal.Sessions, history.Session{ID: s.ID, Moment: s.Moment.String(), Messages: s.Messages})
 	}
 	ev.T = now
 	r.record(ev) // recorded before acting on it

@@ -7,7 +7,6 @@ package harness_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/history"
 	"github.com/onecopy/onecopy/report"
 	"github.com/onecopy/onecopy/verdict"
 )
@@ -150,7 +150,7 @@ var _ = Describe("Run", func() {
 			Expect(rep.Holds).NotTo(ContainElement(verdict.ExactlyOnce))
 			Expect(rep.Pass).To(BeFalse())
 			Expect(rep.Reason).To(ContainSubstring("in-doubt"))
-			Expect(rep.Reason).To(ContainSubstring("only because of in-doubt events"))
+			Expect(rep.Reason).To(ContainSubstring("only because of in-doubt transactions"))
 		}, NodeTimeout(60*time.Second))
 
 		It("reaches exactly-once under --signal TERM --grace 5s", func(ctx SpecContext) {
@@ -168,8 +168,8 @@ var _ = Describe("Run", func() {
 			Expect(rep.Restarts).To(Equal(3))
 			Expect(rep.InDoubt).To(BeZero())
 			for _, ev := range readHistory(rep.History) {
-				if ev.Type == "signal" {
-					Expect(ev.Signal).To(Equal("SIGTERM"), ev.Reason)
+				if ev.Kind == history.KindSignal {
+					Expect(ev.Signal.Name).To(Equal("SIGTERM"), "%+v", ev.Signal)
 				}
 			}
 
@@ -197,25 +197,26 @@ var _ = Describe("Run", func() {
 			hist := readHistory(rep.History)
 			copiesBySession := map[uint64]int{}
 			for _, ev := range hist {
-				if ev.Type == "copy" {
+				if ev.Kind == history.KindCopy {
 					copiesBySession[ev.Session] += 1
 				}
 			}
 			kills := 0
 			for i, ev := range hist {
-				if ev.Type != "signal" || !strings.Contains(ev.Reason, "during-data") {
+				if ev.Kind != history.KindSignal || ev.Point == nil || ev.Point.Kind != "during-data" {
 					continue
 				}
 				kills++
-				Expect(ev.Signal).To(Equal("SIGKILL"))
-				Expect(ev.Sessions).To(HaveLen(1), ev.Reason)
-				s := ev.Sessions[0]
-				Expect(s.Moment).To(Equal("data-streaming"), ev.Reason)
+				Expect(ev.Signal.Name).To(Equal("SIGKILL"))
+				Expect(ev.Signal.Sessions).To(HaveLen(1), "%+v", ev.Signal)
+				s := ev.Signal.Sessions[0]
+				Expect(s.ID).To(Equal(ev.Point.Session))
+				Expect(s.Moment).To(Equal("data-streaming"), "%+v", ev.Signal)
 				// Every copy of that session was accepted before the kill...
-				Expect(copiesBySession[s.ID]).To(Equal(s.Messages), ev.Reason)
+				Expect(copiesBySession[s.ID]).To(Equal(s.Messages), "%+v", ev.Signal)
 				// ...and none after it.
 				for _, later := range hist[i+1:] {
-					if later.Type == "copy" {
+					if later.Kind == history.KindCopy {
 						Expect(later.Session).NotTo(Equal(s.ID), "a copy counted on killed session %d", s.ID)
 					}
 				}
@@ -244,7 +245,10 @@ var _ = Describe("Run", func() {
 			By("checking the history has SIGSTOP, then SIGCONT after the pause")
 			var stop, cont time.Time
 			for _, ev := range readHistory(rep.History) {
-				switch ev.Signal {
+				if ev.Kind != history.KindSignal {
+					continue
+				}
+				switch ev.Signal.Name {
 				case "SIGSTOP":
 					stop = ev.T
 				case "SIGCONT":
@@ -380,42 +384,10 @@ func testdata(name string) string {
 	return p
 }
 
-// histEvent is a history line as the specs read it (fakesmtp.Moment has no
-// UnmarshalText, so sessions are decoded here with the moment as text).
-type histEvent struct {
-	T        time.Time `json:"t"`
-	Type     string    `json:"type"`
-	Instance int       `json:"instance"`
-	Attempt  int       `json:"attempt"`
-	PIDs     []int     `json:"pids"`
-	Signal   string    `json:"signal"`
-	Session  uint64    `json:"session"`
-	InDoubt  int       `json:"in_doubt"`
-	Reason   string    `json:"reason"`
-	Sessions []struct {
-		ID       uint64 `json:"id"`
-		Moment   string `json:"moment"`
-		Messages int    `json:"messages"`
-	} `json:"sessions"`
-}
-
 // readHistory reads a run's history.jsonl, in the order it was written.
-func readHistory(path string) []histEvent {
+func readHistory(path string) []history.Event {
 	GinkgoHelper()
-	f, err := os.Open(path)
-	Expect(err).NotTo(HaveOccurred())
-	defer f.Close()
-	var evs []histEvent
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev histEvent
-		Expect(json.Unmarshal(sc.Bytes(), &ev)).To(Succeed(), sc.Text())
-		evs = append(evs, ev)
-	}
-	Expect(sc.Err()).NotTo(HaveOccurred())
-	Expect(evs).NotTo(BeEmpty())
-	Expect(evs[0].Type).To(Equal("run"))
-	Expect(evs[len(evs)-1].Type).To(Equal("end"))
+	var evs []history.Event
+	Expect(history.File(path).Scan(func(ev history.Event) error { evs = append(evs, ev); return nil })).To(Succeed())
 	return evs
 }

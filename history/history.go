@@ -162,6 +162,8 @@ type Target struct {
 type Session struct {
 	ID     uint64 `json:"id"`
 	Moment string `json:"moment"`
+	// Messages the server had accepted on it so far.
+	Messages int `json:"messages"`
 }
 
 // KillPoint is a point of the kill schedule.

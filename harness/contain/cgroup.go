@@ -159,9 +159,13 @@ func removeDir(dir string, log *slog.Logger) {
 	}
 }
 
-// readPids reads a cgroup.procs file.
+// readPids reads a cgroup.procs file; none if the cgroup is gone (the
+// attempt ended while we looked: its name is never used again).
 func readPids(file string) ([]int, error) {
 	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -174,8 +178,13 @@ func readPids(file string) ([]int, error) {
 	return pids, nil
 }
 
+// writeFile writes a cgroup file; ErrDone if the cgroup is gone.
 func writeFile(file, value string) error {
-	return os.WriteFile(file, []byte(value), 0)
+	err := os.WriteFile(file, []byte(value), 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return ErrDone
+	}
+	return err
 }
 
 // inCgroup says whether pid is in cgroup rel of the hierarchy controller

@@ -15,6 +15,7 @@ package contain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -96,6 +97,9 @@ func (c *cgroup1) kill(a *Attempt, wait bool) error {
 			killed[pid] = true
 		}
 		if err := c.setState(a, "THAWED", 0); err != nil {
+			if errors.Is(err, ErrDone) {
+				return nil
+			}
 			return err
 		}
 		if len(pids) == 0 || (!wait && frozen) {
@@ -133,6 +137,9 @@ func (c *cgroup1) freeze(ctx context.Context, a *Attempt) error {
 	var b backoff
 	for {
 		st, err := os.ReadFile(filepath.Join(a.dir, "freezer.state"))
+		if errors.Is(err, os.ErrNotExist) {
+			return ErrDone
+		}
 		if err != nil {
 			return err
 		}
@@ -149,7 +156,12 @@ func (c *cgroup1) freeze(ctx context.Context, a *Attempt) error {
 	}
 }
 
-func (c *cgroup1) thaw(a *Attempt) error { return c.setState(a, "THAWED", 0) }
+func (c *cgroup1) thaw(a *Attempt) error {
+	if err := c.setState(a, "THAWED", 0); !errors.Is(err, ErrDone) {
+		return err
+	}
+	return nil
+}
 
 // setState writes freezer.state and, for FROZEN, waits at most d for it.
 func (c *cgroup1) setState(a *Attempt, state string, d time.Duration) error {

@@ -76,6 +76,9 @@ func (c *cgroup2) start(a *Attempt, cmd *exec.Cmd) (bool, error) {
 
 func (c *cgroup2) kill(a *Attempt, wait bool) error {
 	if err := writeFile(filepath.Join(a.dir, "cgroup.kill"), "1"); err != nil {
+		if errors.Is(err, ErrDone) {
+			return nil
+		}
 		return err
 	}
 	if !wait {
@@ -102,7 +105,10 @@ func (c *cgroup2) freeze(ctx context.Context, a *Attempt) error {
 }
 
 func (c *cgroup2) thaw(a *Attempt) error {
-	return writeFile(filepath.Join(a.dir, "cgroup.freeze"), "0")
+	if err := writeFile(filepath.Join(a.dir, "cgroup.freeze"), "0"); !errors.Is(err, ErrDone) {
+		return err
+	}
+	return nil
 }
 
 func (c *cgroup2) pids(a *Attempt) ([]int, error) {
@@ -133,6 +139,9 @@ func (c *cgroup2) close() error {
 func waitEvent(ctx context.Context, dir, key, want string, log *slog.Logger) error {
 	file := filepath.Join(dir, "cgroup.events")
 	fd, err := unix.Open(file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return ErrDone
+	}
 	if err != nil {
 		return err
 	}

@@ -100,6 +100,26 @@ func killMarked(t testing.TB, dir string) {
 	}
 }
 
+// leftovers lists the live processes whose environment says MARK=dir.
+func leftovers(dir string) []string {
+	procs, _ := readProcs(make([]byte, 1024))
+	var left []string
+	for pid, p := range procs {
+		if !p.dead() && envValue(pid, "MARK") == dir {
+			left = append(left, fmt.Sprintf("%d %v", pid, cmdline(pid)))
+		}
+	}
+	return left
+}
+
+// noneLeft fails unless no process of the test's MARK is left.
+func noneLeft(t testing.TB, mark string) {
+	t.Helper()
+	if left := leftovers(mark); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
 // daemonSpec runs testdata/daemon.sh with MARK=mark and extra variables.
 func daemonSpec(t testing.TB, mark string, env ...string) Spec {
 	t.Helper()
@@ -114,12 +134,16 @@ func daemonSpec(t testing.TB, mark string, env ...string) Spec {
 }
 
 // waitFor polls cond every few milliseconds until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+// what says what failed: a string, or a func() string called then.
+func waitFor(t testing.TB, d time.Duration, what any, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
+			if f, ok := what.(func() string); ok {
+				what = f()
+			}
+			t.Fatalf("after %v: %v", d, what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -20,6 +20,7 @@ package contain
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -48,6 +49,7 @@ type subreaper struct {
 	id     string // the Supervisor's id: our attempts' EnvID values start with id + "."
 	self   int
 	pidfds bool // os/exec holds a pidfd for each child it will wait for
+	wasSet bool // this process was a subreaper before: leave it one
 
 	// The outside world, replaced in tests.
 	envOf func(pid int) string
@@ -78,10 +80,15 @@ type member struct {
 }
 
 func openSubreaper(id string, log *slog.Logger) (*subreaper, error) {
+	was, err := subreaperSet()
+	if err != nil {
+		return nil, fmt.Errorf("prctl(PR_GET_CHILD_SUBREAPER): %w", err)
+	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 	}
 	r := newSubreaper(id, log)
+	r.wasSet = was
 	r.pidfds = goHoldsPidfds()
 	if !r.pidfds {
 		log.Info("os/exec holds no pidfds here: only orphans attributed to an attempt are reaped")
@@ -463,11 +470,15 @@ func (r *subreaper) setWatchdog(wd *watchdog) {
 	r.mu.Unlock()
 }
 
-// close stops the scans. The subreaper flag stays set: it is one per
-// process, and another Supervisor of this process may rely on it.
+// close stops the scans and leaves the subreaper flag as New found it. The
+// flag is one per process: of two subreaper Supervisors in one process, the
+// one made first must be closed last (see docs/containment.md).
 func (r *subreaper) close() error {
 	close(r.stop)
 	r.wg.Wait()
 	signal.Stop(r.sigs)
-	return nil
+	if r.wasSet {
+		return nil
+	}
+	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 }

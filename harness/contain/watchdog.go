@@ -41,6 +41,7 @@ while read -r op p s; do
     done) exit 0 ;;
   esac
 done
+exit 0
 nap() { sleep 0.02 2>/dev/null || sleep 1; }
 # state and start time of process $1, from /proc/$1/stat (comm may hold
 # spaces and parentheses: cut at the last ") ")
@@ -108,6 +109,10 @@ subreaper)
         stat_of "$p" && [ "$state" != Z ] || continue
         kill -s STOP "$p" 2>/dev/null || continue
         stopped="$stopped$p "
+        # SIGSTOP lands asynchronously: a process still running may fork
+        # after its children are read. Wait a little for it to stop.
+        j=0
+        while [ $j -lt 200 ] && stat_of "$p" && [ "$state" != T ] && [ "$state" != Z ]; do j=$((j+1)); done
         for c in /proc/$p/task/*/children; do
           kids=""; { read -r kids < "$c"; } 2>/dev/null
           next="$next $kids"
