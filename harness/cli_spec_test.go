@@ -30,6 +30,48 @@ func onecopy(ctx SpecContext, args ...string) *gexec.Session {
 }
 
 var _ = Describe("The onecopy CLI", func() {
+	Describe("onecopy check", func() {
+		It("re-judges a kept run from its history to the very same report", func(ctx SpecContext) {
+			dir := GinkgoT().TempDir()
+			work, runReport, checkReport := filepath.Join(dir, "work"), filepath.Join(dir, "run.json"), filepath.Join(dir, "check.json")
+			By("running the ledger under in-doubt and random kills, keeping the work dir")
+			session := onecopy(ctx, "run", "--recipients", "300", "--kill", "in-doubt=2", "--kill", "random=2", "--seed", "3",
+				"--expect", "effectively-once", "--work-dir", work, "--report", runReport, "--quiet", "--sender", "builtin:ledger")
+			Expect(session).To(gexec.Exit(0))
+
+			By("re-judging it with onecopy check")
+			check := onecopy(ctx, "check", "--report", checkReport, work)
+			Expect(check).To(gexec.Exit(0))
+			Expect(string(check.Out.Contents())).To(HavePrefix("PASS: effectively-once"))
+			ran, err := os.ReadFile(runReport)
+			Expect(err).NotTo(HaveOccurred())
+			checked, err := os.ReadFile(checkReport)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(checked)).To(Equal(string(ran)), "byte for byte")
+		}, NodeTimeout(60*time.Second))
+
+		It("explains bad input with exit 2", func(ctx SpecContext) {
+			dir := GinkgoT().TempDir()
+			By("a directory with no history")
+			session := onecopy(ctx, "check", dir)
+			Expect(session).To(gexec.Exit(2))
+			Expect(string(session.Err.Contents())).To(ContainSubstring("no history.jsonl here"))
+
+			By("a history whose list is not the run's")
+			Expect(os.WriteFile(filepath.Join(dir, "history.jsonl"), []byte(`{"t":"2026-12-01T10:00:00Z","type":"run","run":{"version":2,"expect":"exactly-once","list":"recipients.txt","recipients":3,"signal":"KILL","instances":1,"retries":5,"timeout":"1m0s"}}`+"\n"), 0o644)).To(Succeed())
+			Expect(os.WriteFile(filepath.Join(dir, "recipients.txt"), []byte("a@x.test\n"), 0o644)).To(Succeed())
+			session = onecopy(ctx, "check", dir)
+			Expect(session).To(gexec.Exit(2))
+			Expect(string(session.Err.Contents())).To(ContainSubstring("the list has 1 addresses, the history's run had 3"))
+
+			By("a history that is not one")
+			Expect(os.WriteFile(filepath.Join(dir, "history.jsonl"), []byte("hello\n"), 0o644)).To(Succeed())
+			session = onecopy(ctx, "check", dir)
+			Expect(session).To(gexec.Exit(2))
+			Expect(string(session.Err.Contents())).To(ContainSubstring("history.jsonl:1: want one JSON event per line"))
+		}, NodeTimeout(60*time.Second))
+	})
+
 	Describe("bad input", func() {
 		var dir string
 		BeforeEach(func() {

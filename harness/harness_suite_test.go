@@ -1,6 +1,7 @@
 package harness_test
 
 import (
+	"strings"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,14 +16,17 @@ func TestHarness(t *testing.T) {
 
 // onecopyBin is the onecopy binary, built once per suite: the built-in
 // senders run as `onecopy sender NAME`, and the CLI specs run it as users do.
-var onecopyBin string
+// gobatchBin is testdata/gobatch, a sender written apart from onecopy.
+var onecopyBin, gobatchBin string
 
 var _ = SynchronizedBeforeSuite(func() []byte {
 	bin, err := gexec.Build("github.com/onecopy/onecopy/cmd/onecopy")
 	Expect(err).NotTo(HaveOccurred())
-	return []byte(bin)
-}, func(bin []byte) {
-	onecopyBin = string(bin)
+	gobatch, err := gexec.Build("./testdata/gobatch")
+	Expect(err).NotTo(HaveOccurred())
+	return []byte(bin + "\n" + gobatch)
+}, func(bins []byte) {
+	onecopyBin, gobatchBin, _ = strings.Cut(string(bins), "\n")
 })
 
 var _ = SynchronizedAfterSuite(func() {}, func() {

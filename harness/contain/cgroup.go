@@ -163,7 +163,7 @@ func removeDir(dir string, log *slog.Logger) {
 // attempt ended while we looked: its name is never used again).
 func readPids(file string) ([]int, error) {
 	b, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
+	if gone(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -181,10 +181,16 @@ func readPids(file string) ([]int, error) {
 // writeFile writes a cgroup file; ErrDone if the cgroup is gone.
 func writeFile(file, value string) error {
 	err := os.WriteFile(file, []byte(value), 0)
-	if errors.Is(err, os.ErrNotExist) {
+	if gone(err) {
 		return ErrDone
 	}
 	return err
+}
+
+// gone says whether err means the cgroup was removed: ENOENT on open,
+// ENODEV on a file opened before.
+func gone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV)
 }
 
 // inCgroup says whether pid is in cgroup rel of the hierarchy controller

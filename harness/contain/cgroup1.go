@@ -137,7 +137,7 @@ func (c *cgroup1) freeze(ctx context.Context, a *Attempt) error {
 	var b backoff
 	for {
 		st, err := os.ReadFile(filepath.Join(a.dir, "freezer.state"))
-		if errors.Is(err, os.ErrNotExist) {
+		if gone(err) {
 			return ErrDone
 		}
 		if err != nil {

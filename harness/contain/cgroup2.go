@@ -139,7 +139,7 @@ func (c *cgroup2) close() error {
 func waitEvent(ctx context.Context, dir, key, want string, log *slog.Logger) error {
 	file := filepath.Join(dir, "cgroup.events")
 	fd, err := unix.Open(file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
+	if gone(err) {
 		return ErrDone
 	}
 	if err != nil {
@@ -150,6 +150,9 @@ func waitEvent(ctx context.Context, dir, key, want string, log *slog.Logger) err
 	since := time.Now()
 	for {
 		n, err := unix.Pread(fd, buf, 0)
+		if gone(err) {
+			return ErrDone
+		}
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return err
 		}

@@ -187,18 +187,12 @@ func Probe(m Mode) error {
 		return err
 	}
 	if m == Subreaper {
-		// Setting the subreaper flag is the probe; undo it unless it was set.
-		was, err := subreaperSet()
-		if err != nil {
+		// Only a read: setting the flag here could race a New in another
+		// goroutine. A kernel that has the one has the other (Linux 3.4).
+		if _, err := subreaperSet(); err != nil {
 			return fmt.Errorf("prctl(PR_GET_CHILD_SUBREAPER): %w", err)
 		}
-		if was {
-			return nil
-		}
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
-		}
-		return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+		return nil
 	}
 	be, err := openBackend(m, id, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -270,9 +264,8 @@ type Attempt struct {
 	id    string // the EnvID value
 	argv0 string
 
-	pid   int    // the leader; set before Start returns
-	start uint64 // the leader's start time
-	pidfd int    // ours, -1 if none
+	pid   int // the leader; set before Start returns
+	pidfd int // ours, -1 if none
 	began time.Time
 
 	// Backend state: the cgroup of the attempt (cgroup modes).
@@ -282,10 +275,9 @@ type Attempt struct {
 
 	done chan struct{}
 
-	mu     sync.Mutex
-	ended  bool // the leader exited: the rest is being killed
-	frozen bool
-	exit   Exit
+	mu    sync.Mutex
+	ended bool // the leader exited: the rest is being killed
+	exit  Exit
 }
 
 // Exit is how an attempt's leader ended.
@@ -499,13 +491,7 @@ func (a *Attempt) Freeze(ctx context.Context) error {
 	if ended || a.isDone() {
 		return ErrDone
 	}
-	if err := a.s.be.freeze(ctx, a); err != nil {
-		return err
-	}
-	a.mu.Lock()
-	a.frozen = true
-	a.mu.Unlock()
-	return nil
+	return a.s.be.freeze(ctx, a)
 }
 
 // Thaw resumes what Freeze paused.
@@ -513,9 +499,6 @@ func (a *Attempt) Thaw() error {
 	if a.isDone() {
 		return nil
 	}
-	a.mu.Lock()
-	a.frozen = false
-	a.mu.Unlock()
 	return a.s.be.thaw(a)
 }
 

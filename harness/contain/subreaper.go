@@ -215,8 +215,9 @@ func (r *subreaper) update(procs map[int]procInfo, now time.Time) {
 		switch {
 		case leaders[pid]: // ours: its goroutine waits for it
 		case p.dead():
-			// Reap it unless someone in this process will Wait for it.
-			if r.pidfds && !isHeld(pid) || !r.pidfds && owned[pid] {
+			// Reap it unless someone in this process will Wait for it. A
+			// member that is our child is an orphan: we fork only leaders.
+			if owned[pid] || r.pidfds && !isHeld(pid) {
 				r.reap(pid)
 			}
 		case owned[pid] || r.foreign[k]:
@@ -346,7 +347,6 @@ func (r *subreaper) start(a *Attempt, cmd *exec.Cmd) (bool, error) {
 		return true, err
 	}
 	k := procKey{cmd.Process.Pid, startTime(cmd.Process.Pid)}
-	a.start = k.start
 	t := r.trees[a.id]
 	t.leader = k
 	r.add(t, k)

@@ -50,7 +50,10 @@ func TestSubreaperReapsOrphansButNotOthersChildren(t *testing.T) {
 		orphans = append(orphans, readPidFile(mark, name))
 	}
 	for _, cmd := range []*exec.Cmd{before, after} {
-		waitFor(t, 5*time.Second, "the outsider never exited", func() bool { return state(cmd.Process.Pid) == 'Z' })
+		waitFor(t, 5*time.Second, "the outsider never exited", func() bool {
+			_, err := os.Stat("/proc/" + strconv.Itoa(cmd.Process.Pid))
+			return state(cmd.Process.Pid) == 'Z' || os.IsNotExist(err)
+		})
 	}
 	// Every orphan is reaped, by us: none is left, not even as a zombie.
 	waitFor(t, 10*time.Second, "an orphan was never reaped", func() bool {
@@ -67,6 +70,9 @@ func TestSubreaperReapsOrphansButNotOthersChildren(t *testing.T) {
 		a.Members()
 	}
 	for _, cmd := range []*exec.Cmd{before, after} {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(cmd.Process.Pid)); err != nil {
+			t.Errorf("outsider %d was reaped before its Wait: its exit status was stolen", cmd.Process.Pid)
+		}
 		err := cmd.Wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
@@ -224,7 +230,7 @@ func TestWatchdogScriptSubreaper(t *testing.T) {
 				return cmd
 			}
 			known := spawn(`sleep 1000 & echo $! > "$MARK/kid.tmp"; mv "$MARK/kid.tmp" "$MARK/kid.pid"; wait`)
-			stale := spawn("exec sleep 1000")   // told with a wrong start time
+			stale := spawn("exec sleep 1000") // told with a wrong start time
 			tagged := spawn("exec sleep 1000", EnvID+"=1-feed.3")
 			bystander := spawn("exec sleep 1000", EnvID+"=2-beef.3")
 			waitFor(t, 5*time.Second, "the known shell never started its child", func() bool { return readPidFile(mark, "kid") > 0 })

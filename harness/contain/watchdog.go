@@ -41,7 +41,6 @@ while read -r op p s; do
     done) exit 0 ;;
   esac
 done
-exit 0
 nap() { sleep 0.02 2>/dev/null || sleep 1; }
 # state and start time of process $1, from /proc/$1/stat (comm may hold
 # spaces and parentheses: cut at the last ") ")
