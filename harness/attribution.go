@@ -6,13 +6,13 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"net"
-	"os"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/onecopy/onecopy/fakesmtp"
 )
@@ -85,7 +85,7 @@ func (r *run) setOwner(id uint64, o sessionOwner) {
 // id. Where /proc cannot tell (not Linux), it falls back to the only live
 // attempt when exactly one runs. Not where /proc shows the socket held by
 // no live attempt: that is an attempt just started and not yet registered
-// (or one that left its process group), and guessing would blame another.
+// (or one that escaped it), and guessing would blame another.
 func (r *run) resolve(id uint64) owner {
 	// r.mu first: it also orders this read of r.srv after Run set it.
 	r.mu.Lock()
@@ -103,7 +103,7 @@ func (r *run) resolve(id uint64) owner {
 			break
 		}
 	}
-	p, seen := socketOwner(remote, r.srv.Addr(), live)
+	p, seen := socketOwner(remote, r.serverPorts(), live)
 	if p != nil {
 		return owner{p.instance, p.attempt}
 	}
@@ -113,115 +113,84 @@ func (r *run) resolve(id uint64) owner {
 	return owner{}
 }
 
-// socketOwner finds which sender process group holds the client socket of
-// a loopback connection from remote to server, through /proc (Linux): the
-// socket's inode from /proc/net/tcp{,6}, then socket:[inode] among the fds
-// of each group's leader, then of the rest of each group (a wrapper script
-// whose child sends). seen reports whether /proc showed the socket at all:
-// not elsewhere, nor once the client is gone.
-func socketOwner(remote, server string, procs []*proc) (owner *proc, seen bool) {
-	_, cport, err1 := net.SplitHostPort(remote)
-	_, sport, err2 := net.SplitHostPort(server)
-	if err1 != nil || err2 != nil {
+// serverPorts are the fake server's listening ports (SMTP, and HTTP when
+// it serves the provider APIs).
+func (r *run) serverPorts() []uint64 {
+	var ports []uint64
+	for _, a := range []string{r.srv.Addr(), r.srv.HTTPAddr()} {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				ports = append(ports, n)
+			}
+		}
+	}
+	return ports
+}
+
+// socketOwner finds which attempt holds the client socket of a loopback
+// connection from remote to one of the server's ports, through /proc
+// (Linux, read with prometheus/procfs): the socket's inode from
+// /proc/net/tcp{,6}, then socket:[inode] among the fds of each attempt's
+// processes. seen reports whether /proc showed the socket at all: not
+// elsewhere, nor once the client is gone.
+func socketOwner(remote string, server []uint64, procs []*proc) (owner *proc, seen bool) {
+	_, cport, err := net.SplitHostPort(remote)
+	if err != nil {
 		return nil, false
 	}
-	inode := socketInode(cport, sport)
-	if inode == "" {
+	client, err := strconv.ParseUint(cport, 10, 16)
+	if err != nil {
 		return nil, false
 	}
-	if len(procs) == 0 {
-		return nil, true
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return nil, false
 	}
-	target := "socket:[" + inode + "]"
+	inode := socketInode(fs, client, server)
+	if inode == 0 {
+		return nil, false
+	}
+	target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+	// Leaders first: a sender mostly holds its own sockets, and reading
+	// every process's state is the slow part.
 	for _, p := range procs {
-		if holds(p.pid, target) {
+		if holds(fs, p.pid, target) {
 			return p, true
 		}
 	}
-	groups := make(map[int]*proc, len(procs))
 	for _, p := range procs {
-		groups[p.pid] = p
-	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if p := groups[pgrp(pid)]; p != nil && pid != p.pid && holds(pid, target) {
-			return p, true
+		for _, pid := range p.members(fs)[1:] {
+			if holds(fs, pid, target) {
+				return p, true
+			}
 		}
 	}
 	return nil, true
 }
 
-// socketInode is the inode of the TCP socket whose local port is local
-// and remote port is remote, or "".
-func socketInode(local, remote string) string {
-	lp, err1 := strconv.ParseUint(local, 10, 16)
-	rp, err2 := strconv.ParseUint(remote, 10, 16)
-	if err1 != nil || err2 != nil {
-		return ""
-	}
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(table)
+// socketInode is the inode of the TCP socket from local port client to one
+// of the server ports, or 0.
+func socketInode(fs procfs.FS, client uint64, server []uint64) uint64 {
+	for _, table := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} {
+		lines, err := table()
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-			fs := strings.Fields(sc.Text())
-			if len(fs) < 10 || hexPort(fs[1]) != lp || hexPort(fs[2]) != rp || fs[9] == "0" {
-				continue
+		for _, l := range lines {
+			if l.LocalPort == client && slices.Contains(server, l.RemPort) && l.Inode != 0 {
+				return l.Inode
 			}
-			f.Close()
-			return fs[9]
 		}
-		f.Close()
 	}
-	return ""
-}
-
-func hexPort(addr string) uint64 {
-	_, port, ok := strings.Cut(addr, ":")
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.ParseUint(port, 16, 16)
-	return n
+	return 0
 }
 
 // holds reports whether process pid has an fd open on target.
-func holds(pid int, target string) bool {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
-	entries, err := os.ReadDir(dir)
+func holds(fs procfs.FS, pid int, target string) bool {
+	p, err := fs.Proc(pid)
 	if err != nil {
 		return false
 	}
-	for _, e := range entries {
-		if l, err := os.Readlink(dir + e.Name()); err == nil && l == target {
-			return true
-		}
-	}
-	return false
-}
-
-// pgrp is the process group of pid, or 0.
-func pgrp(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	fs := strings.Fields(string(b[i+1:]))
-	if len(fs) < 3 {
-		return 0
-	}
-	n, _ := strconv.Atoi(fs[2])
-	return n
+	fds, err := p.FileDescriptorTargets()
+	return err == nil && slices.Contains(fds, target)
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 
 	"github.com/onecopy/onecopy/history"
@@ -165,12 +165,35 @@ func (p *proc) gone() bool {
 	if !p.running() {
 		return true
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/stat")
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return false
+	}
+	proc, err := fs.Proc(p.pid)
 	if err != nil {
 		return true
 	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+	st, err := proc.Stat()
+	return err != nil || st.State == "Z"
+}
+
+// members are the processes of the attempt: its leader, then the rest of
+// its process group.
+func (p *proc) members(fs procfs.FS) []int {
+	pids := []int{p.pid}
+	all, err := fs.AllProcs()
+	if err != nil {
+		return pids
+	}
+	for _, q := range all {
+		if q.PID == p.pid {
+			continue
+		}
+		if st, err := q.Stat(); err == nil && st.PGRP == p.pid {
+			pids = append(pids, q.PID)
+		}
+	}
+	return pids
 }
 
 func (p *proc) running() bool {

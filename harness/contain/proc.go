@@ -31,23 +31,59 @@ type procKey struct {
 }
 
 // parseStat reads the fields after "pid (comm) ": comm may hold spaces and
-// parentheses, so the split is at the last ')'.
+// parentheses, so the split is at the last ')'. No allocation: a scan
+// parses one per process.
 func parseStat(b []byte) (procInfo, bool) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 || i+2 >= len(b) {
 		return procInfo{}, false
 	}
-	f := bytes.Fields(b[i+2:])
-	// f[0] is field 3 (state), f[1] field 4 (ppid), f[19] field 22 (starttime).
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procInfo{}, false
+	var p procInfo
+	// Field 3 is the state, 4 the ppid, 22 the start time.
+	field := 3
+	for rest := b[i+2:]; len(rest) > 0 && field <= 22; field++ {
+		j := bytes.IndexByte(rest, ' ')
+		if j < 0 {
+			j = len(rest)
+		}
+		f := rest[:j]
+		switch field {
+		case 3:
+			if len(f) != 1 {
+				return procInfo{}, false
+			}
+			p.state = f[0]
+		case 4:
+			n, ok := atou(f)
+			if !ok {
+				return procInfo{}, false
+			}
+			p.ppid = int(n)
+		case 22:
+			n, ok := atou(f)
+			if !ok {
+				return procInfo{}, false
+			}
+			p.start = n
+			return p, true
+		}
+		rest = rest[min(j+1, len(rest)):]
 	}
-	ppid, err1 := strconv.Atoi(string(f[1]))
-	start, err2 := strconv.ParseUint(string(f[19]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return procInfo{}, false
+	return procInfo{}, false
+}
+
+func atou(b []byte) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
 	}
-	return procInfo{ppid: ppid, state: f[0][0], start: start}, true
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
 
 // readFileInto reads a small /proc file into buf without the allocations of
@@ -76,7 +112,8 @@ func readFileInto(path string, buf []byte) ([]byte, error) {
 }
 
 func readStat(pid int, buf []byte) (procInfo, bool) {
-	b, err := readFileInto("/proc/"+strconv.Itoa(pid)+"/stat", buf)
+	var path [32]byte
+	b, err := readFileInto(string(strconv.AppendInt(append(path[:0], "/proc/"...), int64(pid), 10))+"/stat", buf)
 	if err != nil {
 		return procInfo{}, false
 	}
