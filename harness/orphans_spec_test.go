@@ -120,6 +120,48 @@ var _ = Describe("Process supervision", func() {
 		allGone(ctx, child, grandchild)
 	}, NodeTimeout(60*time.Second))
 
+	It("keeps in the history every copy the sender was told about when the harness itself is SIGKILLed", func(ctx SpecContext) {
+		work := GinkgoT().TempDir()
+		ledger := filepath.Join(work, "state", "gobatch.ledger")
+		By("running a sender that records each message after its 250, on a long list")
+		cmd := exec.Command(onecopyBin, "run", "--recipients", "100000", "--timeout", "1m", "--work-dir", work, "--", gobatchBin)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { session.Kill() })
+		Eventually(func() int { b, _ := os.ReadFile(ledger); return strings.Count(string(b), "\n") }).
+			WithContext(ctx).WithTimeout(20 * time.Second).Should(BeNumerically(">=", 300))
+
+		By("killing the harness with SIGKILL mid-run: nothing is flushed on the way out")
+		session.Kill()
+		Eventually(session).WithContext(ctx).WithTimeout(10 * time.Second).Should(gexec.Exit())
+		// The watchdog kills the sender: once its ledger stops growing, it
+		// has recorded all it will.
+		var acked []byte
+		Eventually(func() bool {
+			b, _ := os.ReadFile(ledger)
+			same := len(b) == len(acked)
+			acked = b
+			return same
+		}).WithContext(ctx).WithTimeout(10 * time.Second).WithPolling(200 * time.Millisecond).Should(BeTrue())
+
+		By("checking every message the sender saw acknowledged is a copy in the history")
+		copied := map[string]bool{}
+		for _, ev := range readHistory(filepath.Join(work, "history.jsonl")) {
+			for _, r := range ev.Recipients {
+				copied[r] = true
+			}
+		}
+		n := 0
+		for _, line := range strings.Fields(string(acked)) {
+			k, err := strconv.Atoi(line)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(copied).To(HaveKey(fmt.Sprintf("rcpt%06d@onecopy.test", k+1)), "batch %d was acknowledged to the sender but is not in the history", k)
+			n++
+		}
+		Expect(n).To(BeNumerically(">=", 300))
+	}, NodeTimeout(60*time.Second))
+
 	It("leaves no process behind when the harness itself is SIGKILLed", func(ctx SpecContext) {
 		By("running the CLI in its own process group on a sender that never finishes")
 		cmd := exec.Command(onecopyBin, "run", "--recipients", "10", "--timeout", "1m", "--", "sh", testdata("orphan.sh"))
