@@ -1,6 +1,6 @@
 // Specs for the onecopy CLI as users run it: bad input answers exit 2 and
 // runs nothing, repro reproduces the 4-copies bug, the JSON report keeps the
-// field names of DESIGN.md section 6, and one seed gives one schedule.
+// field names of docs/report.md, and one seed gives one schedule.
 
 package harness_test
 
@@ -159,7 +159,7 @@ var _ = Describe("The onecopy CLI", func() {
 			Expect(out).To(ContainSubstring("1 bounced"))
 		}, NodeTimeout(60*time.Second))
 
-		It("writes a JSON report with the field names of DESIGN.md section 6", func(ctx SpecContext) {
+		It("writes a JSON report with the field names of docs/report.md", func(ctx SpecContext) {
 			path := filepath.Join(GinkgoT().TempDir(), "report.json")
 			By("running onecopy repro --report FILE")
 			Expect(onecopy(ctx, "repro", "--report", path)).To(gexec.Exit(0))

@@ -125,7 +125,7 @@ type Target struct {
 // TargetKind is a kind of target.
 type TargetKind string
 
-// The targets of DESIGN section 5.
+// The targets (docs/cli.md).
 const (
 	TargetAll      TargetKind = "all"      // every running instance
 	TargetOne      TargetKind = "one"      // one running instance, a seeded choice
@@ -159,7 +159,7 @@ func (t Target) String() string {
 // KillKind is a kind of kill schedule.
 type KillKind string
 
-// The kill schedules of DESIGN.md section 5.
+// The kill schedules (docs/cli.md).
 const (
 	KillAt         KillKind = "at"          // at=25%,50%: when that share of the list has a copy
 	KillEvery      KillKind = "every"       // every=N: each time N more addresses have a copy

@@ -24,7 +24,7 @@ var _ = Describe("Parsing", func() {
 		return errors.As(err, &ue)
 	}
 
-	DescribeTable("ParseKill accepts every schedule of DESIGN.md section 5",
+	DescribeTable("ParseKill accepts every schedule of docs/cli.md",
 		func(spec string, want harness.KillSpec) {
 			k, err := harness.ParseKill(spec)
 			Expect(err).NotTo(HaveOccurred())

@@ -1,7 +1,6 @@
 // Specs for process supervision: no sender, nor anything it started, outlives
 // a run, whether the run times out, is cancelled, or the harness itself is
-// killed; and Ctrl-C still writes the report (ROBUSTNESS.md, "Harness:
-// process supervision").
+// killed; and Ctrl-C still writes the report (docs/containment.md).
 
 package harness_test
 

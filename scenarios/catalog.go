@@ -1,5 +1,5 @@
 // Package scenarios is the catalog of named chaos scenarios: each reproduces
-// a real way email senders duplicate or lose mail (FAILURE_MODES.md) and
+// a real way email senders duplicate or lose mail (docs/failure-modes.md) and
 // names the delivery level a correct sender reaches there. The same data
 // drives `onecopy gate` and the Ginkgo suite in scenariotest.
 package scenarios
@@ -23,7 +23,7 @@ import (
 type Scenario struct {
 	Name   string
 	Mode   string // the failure mode it reproduces
-	Rows   []int  // FAILURE_MODES.md rows
+	Rows   []int  // rows of the table in docs/failure-modes.md
 	Labels []string
 	// Recipients is the list size at scale 1.
 	Recipients int

@@ -17,7 +17,7 @@ import (
 	"github.com/onecopy/onecopy/harness"
 )
 
-// Exit codes (DESIGN.md section 5).
+// Exit codes (docs/cli.md).
 const (
 	exitPass      = 0
 	exitShort     = 1

@@ -19,7 +19,7 @@ import (
 	"github.com/onecopy/onecopy/verdict"
 )
 
-// runFlags are the flags of onecopy run (DESIGN.md section 5).
+// runFlags are the flags of onecopy run (docs/cli.md).
 type runFlags struct {
 	recipients  int
 	list        string
