@@ -159,7 +159,7 @@ func socketOwner(remote string, server []uint64, procs []*proc) (owner *proc, se
 		}
 	}
 	for _, p := range procs {
-		for _, pid := range p.members(fs)[1:] {
+		for _, pid := range p.members()[1:] {
 			if holds(fs, pid, target) {
 				return p, true
 			}

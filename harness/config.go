@@ -79,6 +79,9 @@ type Config struct {
 	// duplicates in doubt or not, kills, faults, progress, verdict. Runs
 	// sharing them must run one at a time. Nil: no metrics.
 	Metrics *Metrics
+	// Containment forces a containment mode (cgroup-v2, cgroup-v1,
+	// subreaper; docs/containment.md); "" takes the best available.
+	Containment string
 	// Logger receives the run's events as they happen; nil discards.
 	Logger *slog.Logger
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/onecopy/onecopy/fakesmtp"
+	"github.com/onecopy/onecopy/harness/contain"
 	"github.com/onecopy/onecopy/history"
 	"github.com/onecopy/onecopy/mailbox"
 	"github.com/onecopy/onecopy/report"
@@ -33,7 +34,7 @@ type run struct {
 	cfg      Config
 	srv      *fakesmtp.Server
 	hist     *history.Writer
-	wd       *watchdog
+	sup      *contain.Supervisor
 	workDir  string
 	stateDir string
 	listFile string
@@ -104,19 +105,21 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 		return nil, err
 	}
 	r.env = senders.Env{SMTPAddr: r.srv.Addr(), RecipientsFile: r.listFile, StateDir: r.stateDir, Campaign: cfg.Campaign}
-	if r.wd, err = startWatchdog(); err != nil {
+	if r.sup, err = contain.New(contain.Options{Mode: contain.Mode(cfg.Containment), Logger: cfg.Logger}); err != nil {
 		r.srv.Close()
-		return nil, err
+		return nil, fmt.Errorf("containing the sender: %w", err)
 	}
 	r.start = time.Now()
 	if err := r.hist.Add(history.Event{T: r.start, Kind: history.KindRun, Run: r.header()}); err != nil {
-		r.wd.stop()
+		r.sup.Close()
 		r.srv.Close()
 		return nil, err
 	}
 
 	how, failures, err := r.supervise(ctx)
-	r.wd.stop()
+	if cerr := r.sup.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("ending the sender's processes: %w", cerr)
+	}
 	r.srv.Close()
 	end := &history.End{How: how, Failures: failures, Copies: r.srv.Oracle().Copies(), Sessions: r.srv.SessionsAccepted()}
 	if err != nil {
@@ -184,7 +187,7 @@ func (r *run) header() *history.Run {
 		Version: history.Version, Seed: c.Seed, Campaign: c.Campaign, Command: c.Command, Replay: c.Replay,
 		Expect: string(c.Expect), List: filepath.Base(r.listFile), Recipients: len(c.Recipients), Bounced: r.bounced,
 		Signal: string(c.Signal), Target: c.Target.String(), Instances: c.Instances, Stagger: history.Duration(c.Stagger),
-		Retries: c.Retries, Timeout: history.Duration(c.Timeout), SMTPAddr: r.srv.Addr(), Containment: "process-group",
+		Retries: c.Retries, Timeout: history.Duration(c.Timeout), SMTPAddr: r.srv.Addr(), Containment: string(r.sup.Mode()),
 	}
 	switch c.Signal {
 	case SigTerm:
@@ -309,6 +312,12 @@ func (r *run) delivered(d fakesmtp.Delivery) {
 	o := r.ownerOf(d.Session)
 	r.record(history.Event{T: d.Time, Kind: history.KindCopy, Session: d.Session, Txn: d.Txn, Recipients: d.Recipients,
 		MessageID: d.MessageID, Transport: d.Transport, Instance: o.instance, Attempt: o.attempt})
+	if p := r.procOf(o); p != nil && !p.running() {
+		// Its attempt ended, every process of it killed and reaped, yet its
+		// session delivers: the containment missed something.
+		r.record(history.Event{Kind: history.KindEscaped, Session: d.Session, Instance: o.instance, Attempt: o.attempt,
+			Escaped: &history.Escaped{Did: "delivered a message after its attempt had ended"}})
+	}
 	r.mu.Lock()
 	repeats := 0
 	for _, a := range d.Recipients {
@@ -674,7 +683,7 @@ func (r *run) launch(ctx context.Context, k int) error {
 	e.Attempt, e.Instance = attempt, k
 	env := append(append(os.Environ(), e.Environ()...), r.cfg.Env...)
 	out := newTail(20, logf)
-	p, err := startProc(ctx, r.cfg.Command, env, out, r.wd)
+	p, err := startProc(ctx, r.sup, r.cfg.Command, env, out)
 	if err != nil {
 		logf.Close()
 		r.record(history.Event{Kind: history.KindStart, Instance: k, Attempt: attempt, Start: &history.Start{Error: err.Error()}})

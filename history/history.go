@@ -27,6 +27,7 @@ const (
 	KindMissed  Kind = "missed"   // a kill point that found no attempt to hit
 	KindInDoubt Kind = "in-doubt" // a transaction was in flight when its session ended
 	KindExit    Kind = "exit"     // an attempt ended, every process of it gone
+	KindEscaped Kind = "escaped"  // something of an ended attempt still acted: the chaos missed it
 	KindEnd     Kind = "end"      // the last line: how the run ended
 )
 
@@ -58,7 +59,16 @@ type Event struct {
 	Point   *KillPoint `json:"point,omitempty"` // KindSignal (a kill) and KindMissed
 	InDoubt *InDoubt   `json:"in_doubt,omitempty"`
 	Exit    *Exit      `json:"exit,omitempty"`
+	Escaped *Escaped   `json:"escaped,omitempty"`
 	End     *End       `json:"end,omitempty"`
+}
+
+// Escaped is a process of an attempt that outlived it: a session of the
+// attempt delivered after the attempt had ended, killed and reaped.
+type Escaped struct {
+	// What it did, and the attempt's processes still found, if any.
+	Did       string   `json:"did"`
+	Processes []string `json:"processes,omitempty"`
 }
 
 // Run is how a run was set up: everything the verdict and the report need
@@ -234,9 +244,6 @@ type Exit struct {
 	Duration Duration `json:"duration"`
 	// Output is its last output lines (stdout and stderr).
 	Output []string `json:"output,omitempty"`
-	// Escaped lists processes of it still delivering or alive after it
-	// was killed and reaped: the chaos did not reach them.
-	Escaped []string `json:"escaped,omitempty"`
 }
 
 // OK reports whether the attempt completed: exit 0, no error.

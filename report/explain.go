@@ -125,6 +125,14 @@ func (p *pass) add(ev history.Event) {
 		}
 	case history.KindInDoubt:
 		p.doubted(ev)
+	case history.KindEscaped:
+		if ev.Escaped != nil {
+			what := fmt.Sprintf("instance %d attempt %d, session %d: %s", ev.Instance, ev.Attempt, ev.Session, ev.Escaped.Did)
+			if len(ev.Escaped.Processes) > 0 {
+				what += " (still running: " + strings.Join(ev.Escaped.Processes, "; ") + ")"
+			}
+			p.rep.Escaped = append(p.rep.Escaped, what)
+		}
 	case history.KindEnd:
 		p.end = ev.End
 	}
@@ -181,7 +189,6 @@ func (p *pass) exited(ev history.Event) {
 	a.exit, a.exitOK = exitWords(ev.Exit), ev.Exit.OK()
 	delete(p.live, a)
 	p.tl.exited(a.band, ev.T, a.exit)
-	p.rep.Escaped = append(p.rep.Escaped, ev.Exit.Escaped...)
 	p.rep.Senders = append(p.rep.Senders, Attempt{Instance: a.instance, Attempt: a.attempt, Exit: a.exit,
 		DurationSeconds: ev.Exit.Duration.D().Seconds(), Output: ev.Exit.Output})
 }
