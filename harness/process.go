@@ -221,4 +221,3 @@ func (t *tail) Lines() []string {
 	}
 	return out
 }
-
