@@ -42,6 +42,7 @@ type runFlags struct {
 	workDir     string
 	quiet       bool
 	target      string
+	containment string
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -66,6 +67,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.workDir, "work-dir", "", "keep the state dir, list, history and sender logs in `DIR`")
 	fs.BoolVar(&f.quiet, "quiet", false, "print only the verdict line")
 	fs.StringVar(&f.target, "target", "all", "which running instances a kill or pause hits: all | one | sending | instance=K")
+	fs.StringVar(&f.containment, "containment", "", "force how attempts are contained: cgroup-v2 | cgroup-v1 | subreaper (default: the best this machine allows)")
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -154,6 +156,12 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 	}
 	cfg.Grace, cfg.Pause, cfg.Timeout, cfg.Stagger = f.grace, f.pause, f.timeout, f.stagger
 	cfg.Instances, cfg.Retries, cfg.Seed, cfg.WorkDir = f.instances, f.retries, f.seed, f.workDir
+	switch f.containment {
+	case "", "cgroup-v2", "cgroup-v1", "subreaper":
+		cfg.Containment = f.containment
+	default:
+		return cfg, usageErr("--containment %q: want cgroup-v2, cgroup-v1 or subreaper", f.containment)
+	}
 	return cfg, nil
 }
 
