@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -175,3 +176,62 @@ func shellJoin(argv []string) string {
 	}
 	return out
 }
+
+// A real MTA as the sender: a throwaway Postfix (testdata/postfix-sender.sh)
+// started with `postfix start`, which daemonises. Every kill point must
+// really kill its master and every daemon, and nothing may be left after.
+// Postfix promises at-least-once: killed while moving a message from its
+// maildrop to its queue it can queue it twice, and both copies are
+// acknowledged, so the checker rightly calls some runs at-least-once.
+var _ = Describe("A throwaway Postfix as the sender", func() {
+	BeforeEach(func() {
+		if _, err := exec.LookPath("postfix"); err != nil {
+			Skip("Postfix is not installed (Debian's postfix package; .ci/run installs it)")
+		}
+		if os.Geteuid() != 0 {
+			Skip("a private Postfix instance needs root to start")
+		}
+	})
+
+	// inWorkDir lists the processes whose working directory is under dir:
+	// Postfix's daemons all work in their queue directory.
+	inWorkDir := func(dir string) []string {
+		var left []string
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			if cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd")); err == nil && strings.HasPrefix(cwd, dir) {
+				cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+				left = append(left, e.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+			}
+		}
+		return left
+	}
+
+	DescribeTable("is killed for real at every kill point and leaves nothing behind",
+		func(ctx SpecContext, kill string) {
+			work := GinkgoT().TempDir()
+			rep, err := harness.Run(ctx, harness.Config{Command: []string{"/bin/sh", testdata("postfix-sender.sh")},
+				Recipients: harness.Synthetic(100), Kills: kills(kill), Expect: verdict.AtLeastOnce, WorkDir: work, Timeout: 90 * time.Second})
+			Expect(err).NotTo(HaveOccurred())
+			rep.Summary(GinkgoWriter)
+			Expect(rep.Pass).To(BeTrue(), "Postfix is at-least-once: %s", rep.Reason)
+			Expect(rep.Kills).To(Equal(2))
+			Expect(rep.MissedKills).To(BeEmpty())
+			Expect(rep.Escaped).To(BeEmpty())
+			ended := map[[2]int]bool{}
+			for _, ev := range readHistory(rep.History) {
+				switch ev.Kind {
+				case history.KindExit:
+					ended[[2]int{ev.Instance, ev.Attempt}] = true
+				case history.KindCopy:
+					Expect(ev.Attempt).NotTo(BeZero(), "a copy from a Postfix process no attempt holds")
+					Expect(ended[[2]int{ev.Instance, ev.Attempt}]).To(BeFalse(), "Postfix delivered for attempt %d after it had ended", ev.Attempt)
+				}
+			}
+			Eventually(inWorkDir).WithArguments(work).WithContext(ctx).WithTimeout(10 * time.Second).Should(BeEmpty())
+		},
+		Entry(nil, "at=30%,60%", NodeTimeout(2*time.Minute)),
+		Entry(nil, "in-doubt=2", NodeTimeout(2*time.Minute)),
+		Entry(nil, "during-data=2", NodeTimeout(2*time.Minute)),
+	)
+})
