@@ -46,9 +46,12 @@ type Config struct {
 	Pause  time.Duration // STOP, then CONT after Pause
 	// Faults are SMTP faults injected by the server.
 	Faults []fakesmtp.FaultSpec
-	// Instances run at once; instance k starts at (k-1) x Stagger.
+	// Instances run at once; instance k starts at (k-1) x Stagger, or,
+	// with StaggerAt, once (k-1) x StaggerAt percent of the list has a copy
+	// (a job redelivered while its first worker still runs).
 	Instances int
 	Stagger   time.Duration
+	StaggerAt float64
 	// Retries is how many restarts after failed attempts are allowed.
 	Retries int
 	// Expect is the level the run must reach.
@@ -333,6 +336,9 @@ func (c *Config) validate() error {
 	}
 	if c.Grace < 0 || c.Pause < 0 || c.Timeout < 0 || c.Stagger < 0 {
 		return usagef("durations must not be negative")
+	}
+	if c.StaggerAt < 0 || c.StaggerAt >= 100 || c.StaggerAt > 0 && c.Stagger > 0 {
+		return usagef("--stagger-at %v%%: want a share of the list above 0%% and below 100%%, and not with --stagger", c.StaggerAt)
 	}
 	if c.Campaign == "" {
 		c.Campaign = "onecopy-" + strconv.FormatUint(c.Seed, 10)

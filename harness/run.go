@@ -63,6 +63,8 @@ type run struct {
 	cm      *campaignMetrics
 	killReq chan killRequest
 	exits   chan *proc
+	starts  chan int // instances due to start
+	late    int      // with StaggerAt: the next instance to start on coverage (under mu)
 
 	attr attribution
 }
@@ -87,6 +89,8 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 		attempts: map[int]int{},
 		killReq:  make(chan killRequest, 64),
 		exits:    make(chan *proc, 64),
+		starts:   make(chan int, cfg.Instances),
+		late:     2,
 		rng:      rand.New(rand.NewPCG(cfg.Seed, 3)),
 	}
 	specs, err := r.plan()
@@ -331,11 +335,19 @@ func (r *run) delivered(d fakesmtp.Delivery) {
 		}
 	}
 	cov := r.coverage
+	var start []int
+	for r.cfg.StaggerAt > 0 && r.late <= r.cfg.Instances && float64(cov) >= float64(r.late-1)*r.cfg.StaggerAt/100*float64(r.exp.Len()) {
+		start = append(start, r.late)
+		r.late++
+	}
 	outage := r.outage != nil && !r.outageOn && float64(cov) >= r.outage.Pct/100*float64(r.exp.Len())
 	if outage {
 		r.outageOn = true
 	}
 	r.mu.Unlock()
+	for _, k := range start {
+		r.starts <- k // buffered for every instance: never blocks
+	}
 	r.repeats.Add(int64(repeats))
 	r.cm.delivered(len(d.Recipients), cov)
 	if p, ok := r.sched.due(cov); ok {
@@ -571,15 +583,16 @@ func (r *run) resume(p *proc) {
 func (r *run) supervise(ctx context.Context) (history.EndHow, int, error) {
 	timeout := time.NewTimer(r.cfg.Timeout)
 	defer timeout.Stop()
-	stagger := make(chan int, r.cfg.Instances)
+	stagger := r.starts
 	pendingStarts := r.cfg.Instances
 	for k := 1; k <= r.cfg.Instances; k++ {
-		if k == 1 || r.cfg.Stagger == 0 {
+		switch {
+		case k == 1 || r.cfg.Stagger == 0 && r.cfg.StaggerAt == 0:
 			stagger <- k
-			continue
-		}
-		t := time.AfterFunc(time.Duration(k-1)*r.cfg.Stagger, func() { stagger <- k })
-		defer t.Stop()
+		case r.cfg.Stagger > 0:
+			t := time.AfterFunc(time.Duration(k-1)*r.cfg.Stagger, func() { stagger <- k })
+			defer t.Stop()
+		} // StaggerAt: delivered sends them
 	}
 	stopProgress := r.progress()
 	defer stopProgress()
@@ -649,7 +662,9 @@ func (r *run) supervise(ctx context.Context) (history.EndHow, int, error) {
 				}
 				running++
 			}
-			if ended == "" && running == 0 && pendingStarts == 0 {
+			// With StaggerAt an instance starts on coverage: once nothing
+			// runs and none is due, none will ever start.
+			if ended == "" && running == 0 && len(stagger) == 0 && (pendingStarts == 0 || r.cfg.StaggerAt > 0) {
 				if completed {
 					ended = history.EndCompleted
 				} else {

@@ -30,6 +30,7 @@ type runFlags struct {
 	faults      multiFlag
 	instances   int
 	stagger     time.Duration
+	staggerAt   string
 	retries     int
 	expect      string
 	seed        uint64
@@ -55,6 +56,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.faults, "fault", "SMTP fault (repeatable): "+fakesmtp.FaultForms)
 	fs.IntVar(&f.instances, "instances", 1, "run `N` sender instances at once")
 	fs.DurationVar(&f.stagger, "stagger", 0, "start instance k at (k-1) x `DUR`")
+	fs.StringVar(&f.staggerAt, "stagger-at", "", "start instance k once (k-1) x `P%` of the list has a copy, while the others run (a job redelivered to a second worker)")
 	fs.IntVar(&f.retries, "retries", 5, "restarts allowed after failed attempts")
 	fs.StringVar(&f.expect, "expect", "exactly-once", "level the run must reach: exactly-once | effectively-once | at-least-once | at-most-once")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for every random choice (default: a random seed, printed)")
@@ -155,6 +157,13 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 		return cfg, usageErr("--stagger %v: want a duration of 0 or more", f.stagger)
 	}
 	cfg.Grace, cfg.Pause, cfg.Timeout, cfg.Stagger = f.grace, f.pause, f.timeout, f.stagger
+	if f.staggerAt != "" {
+		p, err := strconv.ParseFloat(strings.TrimSuffix(f.staggerAt, "%"), 64)
+		if err != nil || !strings.HasSuffix(f.staggerAt, "%") || p <= 0 || p >= 100 {
+			return cfg, usageErr("--stagger-at %q: want a share of the list like 30%%", f.staggerAt)
+		}
+		cfg.StaggerAt = p
+	}
 	cfg.Instances, cfg.Retries, cfg.Seed, cfg.WorkDir = f.instances, f.retries, f.seed, f.workDir
 	switch f.containment {
 	case "", "cgroup-v2", "cgroup-v1", "subreaper":
