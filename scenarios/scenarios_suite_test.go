@@ -79,7 +79,7 @@ var _ = Describe("the catalog", func() {
 		for _, s := range got {
 			names = append(names, s.Name)
 		}
-		Expect(names).To(ConsistOf("paused-worker", "two-instances"))
+		Expect(names).To(ConsistOf("paused-worker", "second-worker", "two-instances"))
 		_, err = scenarios.Select(scenarios.Catalog(), []string{"nope"}, nil)
 		Expect(err).To(MatchError(ContainSubstring(`"nope"`)))
 	})
