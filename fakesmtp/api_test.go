@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/onecopy/onecopy/fakesmtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // apiRig is a server with its HTTP port, what it reported, and a client.
@@ -71,6 +73,7 @@ type apiResult struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool  // the server said Connection: close (net/http takes the header out)
 	err    error // the request failed: no answer
 }
 
@@ -113,7 +116,7 @@ func apiPost(hc *http.Client, u, contentType string, body []byte, hdr ...string)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return apiResult{status: resp.StatusCode, header: resp.Header, body: b, err: err}
+	return apiResult{status: resp.StatusCode, header: resp.Header, body: b, close: resp.Close, err: err}
 }
 
 // recipients reads GET /api/v1/recipients: copies and distinct
@@ -478,5 +481,56 @@ func TestAPISameOracleAndSessionsAsSMTP(t *testing.T) {
 	ds := rig.deliveries()
 	if len(ds) != 2 || ds[0].Transport != "smtp" || ds[1].Transport != "http" || ds[1].Session != httpID || ds[1].Txn == ds[0].Txn {
 		t.Errorf("deliveries %+v: want an smtp then an http one, with their sessions and distinct transactions", ds)
+	}
+}
+
+// The APIs' metrics: copies by transport, requests by provider and
+// answer, messages by result, and still no label per address.
+func TestAPIMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rig := apiServer(t, fakesmtp.Options{Registry: reg, Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(faultSpecs(t, "reject=bob@x.test"), 1)}})
+	p := apiProviders[0]
+	rig.send(p, "", "carol@x.test", "dave@x.test")
+	rig.send(p, "", "bob@x.test")
+	rig.postJSON(p.path, "{")
+	cutReg := prometheus.NewRegistry()
+	cutRig := apiServer(t, fakesmtp.Options{Registry: cutReg, Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(faultSpecs(t, "drop-after-data=1"), 1)}})
+	cutRig.send(p, "", "erin@x.test")
+	if v := metricValue(t, cutReg, "onecopy_api_requests_total", "provider", "resend", "code", "reset"); v != 1 {
+		t.Errorf("requests cut: %v, want 1 reset", v)
+	}
+	if v := metricValue(t, cutReg, "onecopy_smtp_copies_total", "transport", "http"); v != 1 {
+		t.Errorf("copies of the cut request: %v, want 1 (counted before the cut)", v)
+	}
+
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("lint: %s: %s", pr.Metric, pr.Text)
+	}
+	for _, m := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"onecopy_smtp_copies_total", []string{"transport", "http"}, 2},
+		{"onecopy_api_requests_total", []string{"provider", "resend", "code", "200"}, 1},
+		{"onecopy_api_requests_total", []string{"provider", "resend", "code", "422"}, 2},
+		{"onecopy_api_transactions_total", []string{"provider", "resend", "result", "accepted"}, 1},
+		{"onecopy_api_transactions_total", []string{"provider", "resend", "result", "rejected"}, 1},
+		{"onecopy_smtp_faults_total", []string{"kind", "reject"}, 1},
+	} {
+		if got := metricValue(t, reg, m.name, m.labels...); got != m.want {
+			t.Errorf("%s%v = %v, want %v", m.name, m.labels, got, m.want)
+		}
+	}
+	series, _ := testutil.GatherAndCount(reg)
+	for i := range 20 {
+		rig.send(p, fmt.Sprintf("<%d@x>", i), fmt.Sprintf("many%d@x.test", i))
+	}
+	if n, _ := testutil.GatherAndCount(reg); n != series {
+		t.Errorf("series went from %d to %d with 20 more recipients: a label per address or message?", series, n)
 	}
 }
