@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"net/mail"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -262,16 +263,25 @@ func (srv *Server) serveSend(p apiProvider, w http.ResponseWriter, r *http.Reque
 			return
 		}
 	}
+	// net/http bounds the headers, not the body: a client may take the
+	// idle timeout to send it, as within DATA over SMTP.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(srv.opts.IdleTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, srv.apiBodyLimit()))
+	rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			q.respond(p.fail(apiFailure{kind: failTooLarge, detail: fmt.Sprintf("request body over %d bytes", tooBig.Limit)}), true)
+			q.respond(p.fail(apiFailure{kind: failTooLarge, detail: fmt.Sprintf("request body over %d bytes", tooBig.Limit)}), false)
 			return
 		}
 		// The client went or stalled mid-body: nothing can count, and
 		// there is nobody to answer.
-		q.request("reset")
+		ending := EndClient
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			ending = EndTimeout
+		}
+		q.cut(ending, "", false, "")
 		return
 	}
 	q.c.setMoment(MomentDataEnd)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -215,4 +216,39 @@ func TestAPICloseWritesHeldAnswers(t *testing.T) {
 	if d := rig.rec.nextDoubt(t); d.Ended != fakesmtp.EndShutdown || !d.Acked || !d.Delivered {
 		t.Errorf("in doubt: %+v, want the answered message, ended by the server", d)
 	}
+}
+
+// Handler mounted on a server of the caller's: requests still count and
+// cuts are still reported, each request its own session.
+func TestAPIHandlerMountedElsewhere(t *testing.T) {
+	rec := newFaultRecorder()
+	srv := start(t, fakesmtp.Options{OnInDoubt: rec.onDoubt,
+		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(faultSpecs(t, "drop-after-data=1"), 1)}})
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	hc := ts.Client()
+	if r := apiPost(hc, ts.URL+"/emails", "application/json", apiProviders[0].body("<e@x>", "bob@x.test")); r.err == nil {
+		t.Fatalf("answer %s, want a reset", r)
+	}
+	faultCopies(t, srv, map[string]int{"bob@x.test": 1})
+	if d := rec.nextDoubt(t); !d.Delivered || d.Ended != fakesmtp.EndCut || d.Session == 0 {
+		t.Errorf("in doubt: %+v, want bob delivered and cut", d)
+	}
+}
+
+// A body that stalls is given the idle timeout, as a DATA that stalls is,
+// then the connection is closed, nothing counted.
+func TestAPIStalledBodyTimesOut(t *testing.T) {
+	rig := apiServer(t, fakesmtp.Options{IdleTimeout: 200 * time.Millisecond})
+	c := dialHTTP(t, rig)
+	if _, err := c.conn.Write([]byte("POST /emails HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"from\":")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.r.ReadByte(); err == nil {
+		t.Error("an answer to half a body, want the connection closed")
+	} else if faultTimedOut(err) {
+		t.Fatalf("the server still holds the connection after %s: %v", faultWait, err)
+	}
+	rig.counts(t, map[string]int{})
+	faultEventually(t, "the session ends", func() bool { return len(rig.srv.Sessions()) == 0 })
 }
