@@ -261,7 +261,8 @@ func (c *apiConn) cut(w http.ResponseWriter, e Ending, fault string, graceful bo
 		c.ending, c.fault = e, fault
 	}
 	c.mu.Unlock()
-	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err == nil {
 		raw := conn
 		if ac, ok := conn.(*apiConn); ok {
 			raw = ac.Conn
@@ -272,6 +273,11 @@ func (c *apiConn) cut(w http.ResponseWriter, e Ending, fault string, graceful bo
 		conn.Close()
 	}
 	c.end(e, fault)
+	if err != nil {
+		// A writer that cannot be taken over (HTTP/2, a wrapper): abort
+		// the answer, or net/http would write an empty 200 for it.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // endDetached ends a stand-in connection with its request. Whether the
