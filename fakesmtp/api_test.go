@@ -464,14 +464,17 @@ func TestAPISameOracleAndSessionsAsSMTP(t *testing.T) {
 	}
 	var smtpID, httpID uint64
 	var httpInfo fakesmtp.SessionInfo
-	for _, s := range rig.srv.Sessions() {
-		switch s.Transport {
-		case fakesmtp.TransportSMTP:
-			smtpID = s.ID
-		case fakesmtp.TransportHTTP:
-			httpID, httpInfo = s.ID, s
+	faultEventually(t, "the HTTP session stands at acked", func() bool { // it moves on once the answer is out
+		for _, s := range rig.srv.Sessions() {
+			switch s.Transport {
+			case fakesmtp.TransportSMTP:
+				smtpID = s.ID
+			case fakesmtp.TransportHTTP:
+				httpID, httpInfo = s.ID, s
+			}
 		}
-	}
+		return httpInfo.Moment == fakesmtp.MomentAcked
+	})
 	if smtpID == 0 || httpID != smtpID+1 {
 		t.Errorf("sessions %+v: want the SMTP one and the HTTP one numbered from one counter", rig.srv.Sessions())
 	}
