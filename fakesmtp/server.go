@@ -75,11 +75,20 @@ type Options struct {
 	Metrics *Metrics
 	// Logger receives protocol errors; nil discards.
 	Logger *slog.Logger
+
+	// APIKey, when set, is the key the fake provider APIs on the HTTP port
+	// require, where each provider carries it (see docs/providers.md);
+	// "" accepts any credentials.
+	APIKey string
+	// IdempotencyWindow is how long a provider API with idempotency keys
+	// (Resend) remembers one; default 24h, as Resend documents.
+	IdempotencyWindow time.Duration
 }
 
 // Transports a copy can arrive by.
 const (
 	TransportSMTP = "smtp"
+	TransportHTTP = "http" // a provider's send API (Delivery.Provider says which)
 )
 
 // Delivery is one counted message.
@@ -95,6 +104,9 @@ type Delivery struct {
 	// Size is the message in bytes as the client meant it: dot stuffing
 	// undone, without the final dot.
 	Size int `json:"size"`
+	// Provider is the API a copy came through over HTTP: ses, sendgrid,
+	// mailgun, postmark or resend.
+	Provider string `json:"provider,omitempty"`
 }
 
 // FaultEvent is one injected fault. Whether it left a transaction in
@@ -140,6 +152,7 @@ func (o *Options) setDefaults() error {
 	defDur(&o.IdleTimeout, 60*time.Second)
 	defDur(&o.SessionTimeout, 30*time.Minute)
 	defDur(&o.WriteTimeout, 30*time.Second)
+	defDur(&o.IdempotencyWindow, 24*time.Hour)
 	switch {
 	case o.MaxRecipients < 0 || o.MaxRecipients > 100:
 		return fmt.Errorf("MaxRecipients %d: want 1 to 100 (the SMTP library's own ceiling)", o.MaxRecipients)
@@ -170,6 +183,7 @@ type Server struct {
 	lib     *smtpd.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
+	api     apiState // the provider APIs on the HTTP port (api.go)
 
 	nextID   atomic.Uint64
 	nextTxn  atomic.Uint64
@@ -222,8 +236,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			srv.closeJournal()
 			return nil, fmt.Errorf("fakesmtp: listening for HTTP on %s: %w (choose another --http address)", opts.HTTPAddr, err)
 		}
-		srv.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		go srv.httpSrv.Serve(srv.httpLn)
+		srv.httpSrv = srv.newHTTPServer()
+		go srv.httpSrv.Serve(apiListener{srv.httpLn, srv})
 	}
 	srv.lib = &smtpd.Server{
 		Appname:     "onecopy",
@@ -280,8 +294,11 @@ func (srv *Server) Sessions() []SessionInfo {
 	list := srv.openList()
 	infos := make([]SessionInfo, 0, len(list))
 	for _, s := range list {
-		infos = append(infos, s.info())
+		in := s.info()
+		in.Transport = TransportSMTP
+		infos = append(infos, in)
 	}
+	infos = append(infos, srv.apiSessions()...)
 	slices.SortFunc(infos, func(a, b SessionInfo) int { return int(a.ID - b.ID) })
 	return infos
 }
@@ -306,6 +323,7 @@ func (srv *Server) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			srv.httpSrv.Shutdown(ctx)
 			cancel()
+			srv.closeAPI()
 		}
 		srv.closeErr = srv.closeJournal()
 	})

@@ -14,6 +14,9 @@
 //     Message-ID fixed per (campaign, address), retries of 4xx, bounces on
 //     5xx, a file lock against overlapping instances and a graceful SIGTERM
 //     (effectively-once).
+//   - naive-http, ledger-http, ledger-http-key: naive and ledger sending
+//     through Resend's API at ONECOPY_API_URL instead of SMTP, the last
+//     with the Message-ID also as Resend's Idempotency-Key (http_senders.go).
 package builtin
 
 import (
@@ -77,7 +80,7 @@ func (o Options) withDefaults() (Options, error) {
 
 // Names returns the names of the built-in senders, for New.
 func Names() []string {
-	return []string{"naive", "checkpoint", "early", "ledger"}
+	return []string{"naive", "checkpoint", "early", "ledger", "naive-http", "ledger-http", "ledger-http-key"}
 }
 
 // New returns the built-in sender called name (one of Names()).
@@ -95,6 +98,10 @@ func New(name string, opts Options) (senders.Sender, error) {
 		return listSender{name: name, record: recordBefore, opts: opts}, nil
 	case "ledger":
 		return ledger{opts: opts}, nil
+	case "naive-http":
+		return naiveHTTP{opts: opts}, nil
+	case "ledger-http", "ledger-http-key":
+		return ledgerHTTP{opts: opts, key: name == "ledger-http-key"}, nil
 	}
 	return nil, fmt.Errorf("unknown sender %q: choose one of %s", name, strings.Join(Names(), ", "))
 }
