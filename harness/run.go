@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	if r.srv, err = fakesmtp.Start(ctx, r.serverOptions(specs)); err != nil {
 		return nil, err
 	}
-	r.env = senders.Env{SMTPAddr: r.srv.Addr(), RecipientsFile: r.listFile, StateDir: r.stateDir, Campaign: cfg.Campaign}
+	r.env = senders.Env{SMTPAddr: r.srv.Addr(), APIURL: "http://" + r.srv.HTTPAddr(), RecipientsFile: r.listFile, StateDir: r.stateDir, Campaign: cfg.Campaign}
 	if r.sup, err = contain.New(contain.Options{Mode: contain.Mode(cfg.Containment), Logger: cfg.Logger}); err != nil {
 		r.srv.Close()
 		return nil, fmt.Errorf("containing the sender: %w", err)
@@ -159,6 +159,9 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 // with the run's hooks added and its callbacks chained after the caller's.
 func (r *run) serverOptions(specs []fakesmtp.FaultSpec) fakesmtp.Options {
 	opts := r.cfg.SMTP
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = "127.0.0.1:0" // the providers' send APIs (docs/providers.md)
+	}
 	opts.Hooks = append(slices.Clip(opts.Hooks),
 		r.sessionHook(),
 		fakesmtp.HookAt(fakesmtp.Moments(fakesmtp.MomentCommitted, fakesmtp.MomentDataStreaming), fakesmtp.HookFunc(r.atMoment)),
@@ -191,7 +194,7 @@ func (r *run) header() *history.Run {
 		Version: history.Version, Seed: c.Seed, Campaign: c.Campaign, Command: c.Command, Replay: c.Replay,
 		Expect: string(c.Expect), List: filepath.Base(r.listFile), Recipients: len(c.Recipients), Bounced: r.bounced,
 		Signal: string(c.Signal), Target: c.Target.String(), Instances: c.Instances, Stagger: history.Duration(c.Stagger),
-		Retries: c.Retries, Timeout: history.Duration(c.Timeout), SMTPAddr: r.srv.Addr(), Containment: string(r.sup.Mode()),
+		Retries: c.Retries, Timeout: history.Duration(c.Timeout), SMTPAddr: r.srv.Addr(), APIURL: r.env.APIURL, Containment: string(r.sup.Mode()),
 	}
 	switch c.Signal {
 	case SigTerm:
