@@ -123,7 +123,7 @@ func Catalog() []Scenario {
 			Mutants: []string{"case-sensitive", "off-list"}},
 		{Name: "partial-rcpt", Mode: "some RCPTs of one transaction accepted, others refused", Rows: []int{15, 16}, Labels: []string{"fault", "batch"},
 			Recipients: 200, Faults: []string{"reject-nth=15", "reject-nth=107", "tempfail=0.05"}, Expect: verdict.ExactlyOnce,
-			Why: "a batching sender must send the message to the accepted recipients and retry only the refused ones: " + noDoub,
+			Why:     "a batching sender must send the message to the accepted recipients and retry only the refused ones: " + noDoub,
 			Mutants: []string{"batch-resend"}},
 		{Name: "high-water", Mode: "a high-water mark with concurrent workers", Rows: []int{5}, Labels: []string{"kill", "fault"},
 			Recipients: 200, Kills: []string{"at=50%"}, Faults: []string{"tempfail=0.2"}, Expect: verdict.EffectivelyOnce, Why: doubt,
