@@ -103,7 +103,7 @@ var _ = Describe("The onecopy CLI", func() {
 			},
 			Entry("an unknown flag",
 				[]string{"--bogus", "--recipients", "10", "--sender", "builtin:ledger"},
-				"flag provided but not defined: -bogus", entryTimeout),
+				"unknown flag: --bogus", entryTimeout),
 			Entry("--kill bogus",
 				[]string{"--recipients", "10", "--kill", "bogus", "--sender", "builtin:ledger"},
 				`--kill "bogus": want at=P%`, entryTimeout),

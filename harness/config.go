@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/onecopy/onecopy/fakesmtp"
+	"github.com/onecopy/onecopy/harness/contain"
 	"github.com/onecopy/onecopy/verdict"
 )
 
@@ -290,6 +291,10 @@ func checkAddress(a string) error {
 	}
 	return nil
 }
+
+// ContainmentAvailable reports whether a containment mode (cgroup-v2,
+// cgroup-v1, subreaper) works on this machine.
+func ContainmentAvailable(mode string) bool { return contain.Probe(contain.Mode(mode)) == nil }
 
 // validate fills defaults and checks the config; errors are *UsageError.
 func (c *Config) validate() error {

@@ -4,12 +4,16 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/onecopy/onecopy/harness"
 	"github.com/onecopy/onecopy/senders"
@@ -46,7 +50,7 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	name := fs.Arg(0)
 	if err := checkSenderName(name); err != nil {
-		return failed(stderr, err)
+		return failed(stderr, nil, err)
 	}
 	opts := builtin.Options{Timeout: *timeout}
 	if *verbose {
@@ -54,7 +58,41 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	s, err := builtin.New(name, opts)
 	if err != nil {
-		return failed(stderr, err)
+		return failed(stderr, nil, err)
 	}
 	return senders.Run(ctx, s, os.Getenv, stderr)
+}
+
+// senderCommand runs a built-in sender under the contract; it parses its
+// own flags (the senders' options), so cobra hands it the arguments whole.
+func senderCommand(code *int) *cobra.Command {
+	return &cobra.Command{
+		Use:                "sender [flags] NAME",
+		Short:              "run a built-in sender under the environment contract",
+		Long:               "Runs a built-in sender (" + strings.Join(builtin.Names(), ", ") + ") under the environment contract, as onecopy run --sender builtin:NAME does. See onecopy sender -h for its flags.",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			*code = senderCmd(cmd.Context(), args, cmd.ErrOrStderr())
+			return nil
+		},
+	}
+}
+
+// newFlagSet is a flag set of the standard library's flag package, for the
+// senders' own options.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses and maps -h to exit 0 and bad flags to exit 2.
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitPass, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
 }

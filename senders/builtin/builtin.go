@@ -83,6 +83,16 @@ func Names() []string {
 	return []string{"naive", "checkpoint", "early", "ledger", "naive-http", "ledger-http", "ledger-http-key"}
 }
 
+// Correct reports whether the built-in sender called name is a correct
+// one (any other built-in carries a bug on purpose).
+func Correct(name string) bool {
+	switch name {
+	case "ledger", "ledger-http", "ledger-http-key":
+		return true
+	}
+	return false
+}
+
 // New returns the built-in sender called name (one of Names()).
 func New(name string, opts Options) (senders.Sender, error) {
 	opts, err := opts.withDefaults()
