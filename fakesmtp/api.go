@@ -598,12 +598,13 @@ func (q *apiReq) respond(a *apiResponse, counted bool) bool {
 	}
 	rc := http.NewResponseController(q.w)
 	rc.SetWriteDeadline(time.Now().Add(srv.opts.WriteTimeout))
+	// Counted before the client can read the answer, as copies are.
+	q.request(strconv.Itoa(a.status))
 	q.w.WriteHeader(a.status)
 	_, err := q.w.Write(a.body)
 	if err == nil {
 		err = rc.Flush()
 	}
-	q.request(strconv.Itoa(a.status))
 	if err != nil {
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/procfs"
@@ -193,4 +194,49 @@ func holds(fs procfs.FS, pid int, target string) bool {
 	}
 	fds, err := p.FileDescriptorTargets()
 	return err == nil && slices.Contains(fds, target)
+}
+
+// socketHolders lists the processes (pid and command line) that hold the
+// client end of a session from remote: none once its client is gone, even
+// while the server still reads what it sent before it went.
+func socketHolders(remote string, server []uint64) []string {
+	_, cport, err := net.SplitHostPort(remote)
+	if err != nil {
+		return nil
+	}
+	client, err := strconv.ParseUint(cport, 10, 16)
+	if err != nil {
+		return nil
+	}
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return nil
+	}
+	inode := socketInode(fs, client, server)
+	if inode == 0 {
+		return nil
+	}
+	target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+	all, err := fs.AllProcs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, p := range all {
+		if holds(fs, p.PID, target) {
+			cmd, _ := p.CmdLine()
+			out = append(out, strconv.Itoa(p.PID)+" "+strings.Join(cmd, " "))
+		}
+	}
+	return out
+}
+
+// remoteOf is the client address of session id, or "".
+func (r *run) remoteOf(id uint64) string {
+	for _, s := range r.srv.Sessions() {
+		if s.ID == id {
+			return s.Remote
+		}
+	}
+	return ""
 }

@@ -321,9 +321,13 @@ func (r *run) delivered(d fakesmtp.Delivery) {
 		MessageID: d.MessageID, Transport: d.Transport, Instance: o.instance, Attempt: o.attempt})
 	if p := r.procOf(o); p != nil && !p.running() {
 		// Its attempt ended, every process of it killed and reaped, yet its
-		// session delivers: the containment missed something.
-		r.record(history.Event{Kind: history.KindEscaped, Session: d.Session, Instance: o.instance, Attempt: o.attempt,
-			Escaped: &history.Escaped{Did: "delivered a message after its attempt had ended"}})
+		// session delivers. What its client sent before it died may still
+		// be read and counted; a process still holding the connection
+		// means the containment missed it.
+		if held := socketHolders(r.remoteOf(d.Session), r.serverPorts()); len(held) > 0 {
+			r.record(history.Event{Kind: history.KindEscaped, Session: d.Session, Instance: o.instance, Attempt: o.attempt,
+				Escaped: &history.Escaped{Did: "delivered a message after its attempt had ended", Processes: held}})
+		}
 	}
 	r.mu.Lock()
 	repeats := 0

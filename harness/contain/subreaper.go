@@ -49,7 +49,6 @@ type subreaper struct {
 	id     string // the Supervisor's id: our attempts' EnvID values start with id + "."
 	self   int
 	pidfds bool // os/exec holds a pidfd for each child it will wait for
-	wasSet bool // this process was a subreaper before: leave it one
 
 	// The outside world, replaced in tests.
 	envOf func(pid int) string
@@ -80,15 +79,10 @@ type member struct {
 }
 
 func openSubreaper(id string, log *slog.Logger) (*subreaper, error) {
-	was, err := subreaperSet()
-	if err != nil {
-		return nil, fmt.Errorf("prctl(PR_GET_CHILD_SUBREAPER): %w", err)
-	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 	}
 	r := newSubreaper(id, log)
-	r.wasSet = was
 	r.pidfds = goHoldsPidfds()
 	if !r.pidfds {
 		log.Info("os/exec holds no pidfds here: only orphans attributed to an attempt are reaped")
@@ -470,15 +464,12 @@ func (r *subreaper) setWatchdog(wd *watchdog) {
 	r.mu.Unlock()
 }
 
-// close stops the scans and leaves the subreaper flag as New found it. The
-// flag is one per process: of two subreaper Supervisors in one process, the
-// one made first must be closed last (see docs/containment.md).
+// close stops the scans. It leaves this process a subreaper: the flag is
+// one per process, and another Supervisor, in another goroutine (a gate
+// running scenarios in parallel), may still rely on it (docs/containment.md).
 func (r *subreaper) close() error {
 	close(r.stop)
 	r.wg.Wait()
 	signal.Stop(r.sigs)
-	if r.wasSet {
-		return nil
-	}
-	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	return nil
 }
