@@ -1,5 +1,5 @@
 // Specs for the checker against senders written apart from onecopy, in Go
-// (testdata/gobatch) and Python (testdata/pyledger.py): correct senders of
+// (examples/senders/go/ledger) and Python (examples/senders/python/ledger.py): correct senders of
 // every shape (batches of 10 recipients per transaction, 4 connections at
 // once) reach effectively-once under every in-doubt chaos, and the same
 // senders with a bug on purpose are caught, the repeats no in-doubt
@@ -53,9 +53,9 @@ var _ = Describe("The checker, against senders of every shape", func() {
 			if err != nil {
 				Skip("python3 is not installed: the Python sender cannot run here")
 			}
-			return append([]string{py, testdata("pyledger.py")}, args...)
+			return append([]string{py, example("python/ledger.py")}, args...)
 		}
-		return append([]string{gobatchBin}, args...)
+		return append([]string{goLedgerBin}, args...)
 	}
 	flag := func(lang, name string) string {
 		if lang == "python" {

@@ -121,9 +121,9 @@ var _ = Describe("Process supervision", func() {
 
 	It("keeps in the history every copy the sender was told about when the harness itself is SIGKILLed", func(ctx SpecContext) {
 		work := GinkgoT().TempDir()
-		ledger := filepath.Join(work, "state", "gobatch.ledger")
+		ledger := filepath.Join(work, "state", "ledger.log")
 		By("running a sender that records each message after its 250, on a long list")
-		cmd := exec.Command(onecopyBin, "run", "--recipients", "100000", "--timeout", "1m", "--work-dir", work, "--", gobatchBin)
+		cmd := exec.Command(onecopyBin, "run", "--recipients", "100000", "--timeout", "1m", "--work-dir", work, "--", goLedgerBin)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())

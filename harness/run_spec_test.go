@@ -384,6 +384,15 @@ func testdata(name string) string {
 	return p
 }
 
+// example is the absolute path of a sender under examples/senders.
+func example(name string) string {
+	GinkgoHelper()
+	p, err := filepath.Abs(filepath.Join("..", "examples", "senders", name))
+	Expect(err).NotTo(HaveOccurred())
+	Expect(p).To(BeAnExistingFile())
+	return p
+}
+
 // readHistory reads a run's history.jsonl, in the order it was written.
 func readHistory(path string) []history.Event {
 	GinkgoHelper()

@@ -38,10 +38,10 @@ attempt = int(env.get("ONECOPY_ATTEMPT", "1"))
 stopping = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stopping.set())
 
-lock = open(os.path.join(state, "pyledger.lock"), "w")
+lock = open(os.path.join(state, "ledger.lock"), "w")
 fcntl.flock(lock, fcntl.LOCK_EX)  # a second instance waits its turn
 
-db = sqlite3.connect(os.path.join(state, "pyledger.db"), check_same_thread=False, isolation_level=None)
+db = sqlite3.connect(os.path.join(state, "ledger.db"), check_same_thread=False, isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("CREATE TABLE IF NOT EXISTS rcpt (addr TEXT PRIMARY KEY, rcpt TEXT, pos INTEGER, state TEXT)")
 dblock = threading.Lock()
@@ -64,8 +64,8 @@ def batches(where):
 
 
 def message(k, rcpts):
-    return ("From: <campaign@pyledger.test>\r\nTo: <undisclosed-recipients:;>\r\n"
-            "Subject: campaign %s\r\nMessage-ID: <%s-%d@pyledger.test>\r\n\r\nHello.\r\n" % (campaign, campaign, k))
+    return ("From: <campaign@python-ledger.example>\r\nTo: <undisclosed-recipients:;>\r\n"
+            "Subject: campaign %s\r\nMessage-ID: <%s-%d@python-ledger.example>\r\n\r\nHello.\r\n" % (campaign, campaign, k))
 
 
 def mark(rows, st):
@@ -80,7 +80,7 @@ def send(conn, k, rows):
     """Sends batch k; returns the rows still pending (4xx), or None when done."""
     refused = {}
     try:
-        refused = conn.sendmail("campaign@pyledger.test", [r for _, r in rows], message(k, rows))
+        refused = conn.sendmail("campaign@python-ledger.example", [r for _, r in rows], message(k, rows))
     except smtplib.SMTPRecipientsRefused as e:
         refused = e.recipients
         if all(code < 500 for code, _ in refused.values()):
@@ -151,5 +151,5 @@ for t in threads:
     t.join()
 left = db.execute("SELECT count(*) FROM rcpt WHERE state = 'pending'").fetchone()[0]
 if left:
-    print("pyledger: %d recipients pending, rerun to continue" % left, file=sys.stderr)
+    print("ledger.py: %d recipients pending, rerun to continue" % left, file=sys.stderr)
     sys.exit(1)

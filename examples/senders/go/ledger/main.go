@@ -1,5 +1,5 @@
-// Command gobatch is a correct ledger sender written apart from onecopy's
-// built-ins, on net/smtp: it sends the list in batches of -batch
+// Command ledger is a correct sender written the way teams write them, on
+// net/smtp and the standard library: it sends the list in batches of -batch
 // recipients per transaction over -connections parallel connections,
 // appends each batch's number to a ledger file (synced) after its 250,
 // gives each batch a Message-ID fixed by its place in the list, retries
@@ -40,7 +40,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	lock, err := os.OpenFile(filepath.Join(env.StateDir, "gobatch.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(env.StateDir, "ledger.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err == nil {
 		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
 	}
@@ -51,7 +51,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	l, err := openLedger(filepath.Join(env.StateDir, "gobatch.ledger"))
+	l, err := openLedger(filepath.Join(env.StateDir, "ledger.log"))
 	if err != nil {
 		fail(err)
 	}
@@ -136,7 +136,7 @@ func (c *client) sendBatch(campaign string, k int, rcpts []string) error {
 	if c.Client == nil {
 		return errors.New("no connection")
 	}
-	if err := c.Mail("campaign@gobatch.test"); err != nil {
+	if err := c.Mail("campaign@go-ledger.example"); err != nil {
 		return err
 	}
 	for _, r := range rcpts {
@@ -149,7 +149,7 @@ func (c *client) sendBatch(campaign string, k int, rcpts []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "From: <campaign@gobatch.test>\r\nSubject: %s\r\nMessage-ID: <%s-%d@gobatch.test>\r\n\r\nHello.\r\n", campaign, campaign, k)
+	fmt.Fprintf(w, "From: <campaign@go-ledger.example>\r\nSubject: %s\r\nMessage-ID: <%s-%d@go-ledger.example>\r\n\r\nHello.\r\n", campaign, campaign, k)
 	return w.Close()
 }
 
@@ -193,6 +193,6 @@ func (l *ledger) record(k int) {
 }
 
 func fail(err error) {
-	fmt.Fprintln(os.Stderr, "gobatch:", err)
+	fmt.Fprintln(os.Stderr, "go-ledger:", err)
 	os.Exit(1)
 }
