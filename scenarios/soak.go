@@ -55,7 +55,13 @@ type SoakCampaign struct {
 	Index    int    // 1-based
 	Scenario string // the scenario it drew
 	Seed     uint64 // its own seed: `onecopy gate --only SCENARIO --seed SEED` replays it
-	Report   *report.Report
+	// Summary is what the soak keeps of every campaign.
+	Summary *CampaignSummary
+	// Report is the whole report: handed to OnCampaign, then kept only for
+	// the first MaxKeptReports campaigns that fell short, so an 8-hour
+	// soak's memory does not grow with every campaign (the report is in
+	// ReportDir).
+	Report *report.Report
 	// ReportFile is where its JSON report was written, if anywhere.
 	ReportFile string
 	// Interrupted is set when the soak was stopped during this campaign:
@@ -63,8 +69,29 @@ type SoakCampaign struct {
 	Interrupted bool
 }
 
+// MaxKeptReports is how many reports of failed campaigns a soak keeps.
+const MaxKeptReports = 20
+
+// CampaignSummary is the little a soak keeps of each campaign.
+type CampaignSummary struct {
+	Campaign        string
+	Verdict, Expect verdict.Level
+	Pass            bool
+	Outcome         report.Outcome
+	Ended           string
+	Copies          int64
+	Attempts        int
+	DurationSeconds float64
+	Replay          string
+}
+
+func summarize(rep *report.Report) *CampaignSummary {
+	return &CampaignSummary{Campaign: rep.Campaign, Verdict: rep.Verdict, Expect: rep.Expect, Pass: rep.Pass, Outcome: rep.Outcome,
+		Ended: rep.Ended, Copies: rep.Copies, Attempts: rep.Attempts, DurationSeconds: rep.DurationSeconds, Replay: rep.Replay}
+}
+
 // Pass reports whether the campaign ran to its end and reached its level.
-func (c SoakCampaign) Pass() bool { return !c.Interrupted && c.Report != nil && c.Report.Pass }
+func (c SoakCampaign) Pass() bool { return !c.Interrupted && c.Summary != nil && c.Summary.Pass }
 
 // SoakResult is the outcome of a soak.
 type SoakResult struct {
@@ -107,14 +134,14 @@ func (r SoakResult) WriteTable(w io.Writer) {
 	done := 0
 	for _, c := range r.Campaigns {
 		verdict, expect, pass, took := "interrupted", "-", "-", "-"
-		if c.Report != nil {
-			expect = string(c.Report.Expect)
-			took = fmt.Sprintf("%.1fs", c.Report.DurationSeconds)
+		if c.Summary != nil {
+			expect = string(c.Summary.Expect)
+			took = fmt.Sprintf("%.1fs", c.Summary.DurationSeconds)
 		}
-		if !c.Interrupted && c.Report != nil {
+		if !c.Interrupted && c.Summary != nil {
 			done++
-			verdict, pass = string(c.Report.Verdict), "ok"
-			if !c.Report.Pass {
+			verdict, pass = string(c.Summary.Verdict), "ok"
+			if !c.Summary.Pass {
 				pass = "FAIL"
 			}
 		}
@@ -153,6 +180,7 @@ func Soak(ctx context.Context, opts SoakOptions) (res SoakResult, err error) {
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x50a4))
 	var order []int
+	kept := 0 // reports of failed campaigns kept
 	start := time.Now()
 	prog := &soakProgress{w: opts.Progress, start: start, duration: opts.Duration}
 	defer func() { res.Duration = time.Since(start) }()
@@ -198,17 +226,27 @@ func Soak(ctx context.Context, opts SoakOptions) (res SoakResult, err error) {
 		if err != nil {
 			return res, fmt.Errorf("campaign %d (%s, seed %d): %w", k, s.Name, seed, err)
 		}
-		c := SoakCampaign{Index: k, Scenario: s.Name, Seed: seed, Report: rep, Interrupted: rep.Ended == "interrupted"}
+		c := SoakCampaign{Index: k, Scenario: s.Name, Seed: seed, Summary: summarize(rep), Report: rep, Interrupted: rep.Outcome == report.OutcomeInterrupted}
 		if opts.ReportDir != "" {
 			c.ReportFile = filepath.Join(opts.ReportDir, fmt.Sprintf("%04d-%s-seed%d.json", k, s.Name, seed))
 			if err := rep.WriteJSON(c.ReportFile); err != nil {
 				return res, err
 			}
+			if !c.Pass() && !c.Interrupted { // the page a failed campaign is read from
+				if err := rep.WriteHTML(strings.TrimSuffix(c.ReportFile, ".json") + ".html"); err != nil {
+					return res, err
+				}
+			}
 		}
-		res.Campaigns = append(res.Campaigns, c)
 		if opts.OnCampaign != nil {
 			opts.OnCampaign(c)
 		}
+		if c.Pass() || c.Interrupted || kept >= MaxKeptReports {
+			c.Report = nil
+		} else {
+			kept++
+		}
+		res.Campaigns = append(res.Campaigns, c)
 		if c.Interrupted || ctx.Err() != nil {
 			res.Interrupted = true
 			return res, nil
@@ -287,6 +325,12 @@ func (s Scenario) RunArgs(scale float64) []string {
 	}
 	if s.Stagger > 0 {
 		args = append(args, "--stagger", s.Stagger.String())
+	}
+	if s.StaggerAt > 0 {
+		args = append(args, "--stagger-at", strconv.FormatFloat(s.StaggerAt, 'f', -1, 64)+"%")
+	}
+	if s.Target != "" && s.Target != harness.TargetAll {
+		args = append(args, "--target", string(s.Target))
 	}
 	if s.Retries > 0 {
 		args = append(args, "--retries", strconv.Itoa(s.Retries))

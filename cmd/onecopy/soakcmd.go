@@ -107,7 +107,7 @@ func soak(cmd *cobra.Command, args []string, f soakFlags) int {
 	} else {
 		// A log, not a live line: one line per campaign as it ends.
 		opts.OnCampaign = func(c scenarios.SoakCampaign) {
-			if c.Report == nil || c.Interrupted {
+			if c.Summary == nil || c.Interrupted {
 				fmt.Fprintf(stdout, "campaign %d %s (seed %d): interrupted\n", c.Index, c.Scenario, c.Seed)
 				return
 			}
@@ -115,7 +115,7 @@ func soak(cmd *cobra.Command, args []string, f soakFlags) int {
 			if !c.Pass() {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(stdout, "campaign %d %s (seed %d): %s, expected %s: %s\n", c.Index, c.Scenario, c.Seed, c.Report.Verdict, c.Report.Expect, mark)
+			fmt.Fprintf(stdout, "campaign %d %s (seed %d): %s, expected %s: %s\n", c.Index, c.Scenario, c.Seed, c.Summary.Verdict, c.Summary.Expect, mark)
 		}
 	}
 	fmt.Fprintf(stdout, "onecopy soak: %s, seed %d, sender %s\n", f.duration, f.seed, senderArgs)
