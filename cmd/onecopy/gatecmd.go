@@ -32,6 +32,7 @@ type gateFlags struct {
 	transport          string
 	list, selfTest     bool
 	parallel           int
+	config             string
 }
 
 func gateCommand(code *int) *cobra.Command {
@@ -73,12 +74,21 @@ caught): the matrix of docs/mutants.md.
 	fs.BoolVar(&f.list, "list", false, "list the selected scenarios and exit")
 	fs.BoolVar(&f.selfTest, "self-test", false, "run the catalog against the built-in correct senders and mutants (no sender argument)")
 	fs.IntVar(&f.parallel, "parallel", runtime.NumCPU(), "run `N` scenarios at once")
+	fs.StringVar(&f.config, "config", "", "read the sender, scenarios, levels, seed and scale from `FILE` (onecopy.yaml; flags win; docs/config.md)")
 	return cmd
 }
 
 func gate(cmd *cobra.Command, f gateFlags, args []string) int {
 	ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	fail := func(err error) int { return failed(stderr, cmd, err) }
+	var file *fileConfig
+	if f.config != "" {
+		var err error
+		if file, err = loadConfig(f.config); err != nil {
+			return fail(err)
+		}
+		file.fill(cmd, &f, &args)
+	}
 	if f.transport != "smtp" && f.transport != "http" {
 		return fail(usageErr("--transport %q: want smtp or http", f.transport))
 	}
@@ -95,6 +105,7 @@ func gate(cmd *cobra.Command, f gateFlags, args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	selected = file.apply(selected)
 	overrides := map[string]verdict.Level{}
 	for _, e := range f.expect {
 		name, level, err := scenarios.ParseExpect(e)

@@ -39,6 +39,7 @@ exits 0 only if every campaign reached its level.
 	fs.Float64Var(&f.scale, "scale", 1, "multiply every list size by `F`")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "time limit per campaign")
 	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME")
+	fs.StringVar(&f.config, "config", "", "read the sender, seed, scale, duration and chaos from `FILE` (onecopy.yaml; flags win)")
 	fs.StringVar(&f.workDir, "work-dir", "", "keep each campaign's state dir, logs and history under `DIR`")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		*code = soak(cmd, args, f)
@@ -50,6 +51,7 @@ exits 0 only if every campaign reached its level.
 type soakFlags struct {
 	duration, timeout                              time.Duration
 	metricsAddr, reportDir, chaos, sender, workDir string
+	config                                         string
 	seed                                           uint64
 	scale                                          float64
 }
@@ -57,6 +59,13 @@ type soakFlags struct {
 func soak(cmd *cobra.Command, args []string, f soakFlags) int {
 	ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	fail := func(err error) int { return failed(stderr, cmd, err) }
+	if f.config != "" {
+		file, err := loadConfig(f.config)
+		if err != nil {
+			return fail(err)
+		}
+		file.fillSoak(cmd, &f, &args)
+	}
 	if f.duration <= 0 {
 		return fail(usageErr("--duration: want a positive duration, like --duration 30s or --duration 8h"))
 	}
