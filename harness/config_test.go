@@ -99,6 +99,11 @@ var _ = Describe("Parsing", func() {
 			return p
 		}
 
+		It("drops a UTF-8 byte-order mark before the first address", func() {
+			p := write("\uFEFFann@x.test\nbob@x.test\n")
+			Expect(harness.ReadList(p)).To(Equal([]string{"ann@x.test", "bob@x.test"}))
+		})
+
 		It("reads one address per line, skipping blanks and comments, keeping case variants", func() {
 			p := write("# subscribers\n\n  Bob@Example.COM \nbob@example.com\r\nann@x.test\n")
 			Expect(harness.ReadList(p)).To(Equal([]string{"Bob@Example.COM", "bob@example.com", "ann@x.test"}))

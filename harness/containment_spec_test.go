@@ -119,6 +119,10 @@ var _ = Describe("Containment of a daemonising sender", func() {
 				rep := run(ctx, harness.Config{Command: daemon("/bin/sh", "-c", "setsid sleep 300 & echo $! >\"$MARK_DIR/grandchild.pid\"; exec "+shellJoin(builtin("ledger"))),
 					Recipients: harness.Synthetic(20)})
 				Expect(rep.Pass).To(BeTrue(), rep.Reason)
+				// The setsid child still holds the wrapper's output: an exit 0
+				// all the same, not a failed attempt to restart.
+				Expect(rep.Attempts).To(Equal(1))
+				Expect(rep.Restarts).To(BeZero())
 				daemonGone(ctx)
 				pid, err := readPID(filepath.Join(markDir, "grandchild.pid"))
 				Expect(err).NotTo(HaveOccurred())
