@@ -343,6 +343,20 @@ func (srv *Server) HTTPAddr() string {
 // Oracle is the server's count.
 func (srv *Server) Oracle() *Oracle { return srv.oracle }
 
+// Reset forgets every count, as DELETE /api/v1/recipients does. With a
+// journal the reset is journaled (and synced) first, so the counts do not
+// come back at a restart.
+func (srv *Server) Reset() error {
+	if srv.journal == nil {
+		srv.oracle.Reset()
+		return nil
+	}
+	if err := srv.journal.append(journalLine{T: time.Now().UnixNano(), Reset: true}, srv.oracle); err != nil {
+		return fmt.Errorf("fakesmtp: resetting the counts: %w", err)
+	}
+	return nil
+}
+
 // Snapshot copies the current counts.
 func (srv *Server) Snapshot() Snapshot { return srv.oracle.Snapshot() }
 
@@ -482,13 +496,14 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, _ []byte) erro
 	size := s.msgSize
 	now := s.clock()
 	if srv.journal != nil {
-		if err := srv.journal.append(now, rcpts, s.messageID); err != nil {
+		if err := srv.journal.append(journalLine{T: now.UnixNano(), ID: s.messageID, Rcpt: rcpts}, srv.oracle); err != nil {
 			srv.log.Error("journal write failed; message refused with 451", "err", err)
 			s.outcome = Action{Reply: "451 4.3.0 Local error: journal write failed"}
 			return err
 		}
+	} else {
+		srv.oracle.Record(now, rcpts, s.messageID)
 	}
-	srv.oracle.Record(now, rcpts, s.messageID)
 	// Counted here, with the copies: every counted message is an accepted
 	// transaction, and nothing else is.
 	srv.metrics.transaction("accepted")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 
 	"github.com/onecopy/onecopy/fakesmtp"
@@ -23,6 +24,7 @@ func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	seed := fs.Uint64("seed", 1, "seed for random faults")
 	maxSize := fs.Int("max-size", 10<<20, "largest message accepted, in bytes")
 	verbose := fs.Bool("v", false, "log protocol errors and faults to stderr")
+	token := fs.String("token", "", "API `TOKEN` the HTTP API requires (as Authorization: Bearer) of requests that change state; default $ONECOPY_API_TOKEN; needed when --http is not a loopback address")
 	procs := fs.Int("procs", 1, "`N` threads run the server's Go code (GOMAXPROCS); 0 keeps Go's default of one per CPU")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -52,8 +54,11 @@ func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		specs = append(specs, spec)
 	}
 	// A FaultSet even with no --fault, so PUT /api/v1/faults can add some.
+	if *token == "" {
+		*token = os.Getenv("ONECOPY_API_TOKEN")
+	}
 	opts := fakesmtp.Options{Addr: *smtpAddr, HTTPAddr: *httpAddr, Journal: *journal, MaxSize: *maxSize,
-		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(specs, *seed)}}
+		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(specs, *seed)}, APIToken: *token}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
