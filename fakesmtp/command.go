@@ -136,10 +136,19 @@ func parsePath(arg, prefix string) (path, params string, ok bool) {
 		return "", "", false
 	}
 	path, rest = rest[1:end], rest[end+1:]
-	if rest != "" && rest[0] != ' ' || strings.ContainsAny(rest, "<>\"") {
-		return "", "", false // junk after the path, maybe a second address
+	if rest != "" && rest[0] != ' ' {
+		return "", "", false
 	}
-	return path, strings.TrimLeft(rest, " "), true
+	params = strings.TrimLeft(rest, " ")
+	for p := params; p != ""; {
+		var k, v string
+		k, v, _, p = nextParam(p)
+		if strings.ContainsAny(v, "<>\"") && !(strings.EqualFold(k, "AUTH") && strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">")) ||
+			strings.ContainsAny(k, "<>\"") {
+			return "", "", false // junk after the path, maybe a second address
+		}
+	}
+	return path, params, true
 }
 
 // pathEnd finds the '>' closing the path that starts rest, honouring a
