@@ -32,8 +32,8 @@ func (s *session) auth(arg string) error {
 	initial = strings.TrimLeft(initial, " ")
 	var user, pass, challenge string
 	var ok bool
-	switch strings.ToUpper(mech) {
-	case "PLAIN":
+	switch {
+	case equalFold(mech, "PLAIN"):
 		resp := initial
 		if resp == "" {
 			if resp, ok = s.challenge("334 "); !ok {
@@ -46,7 +46,7 @@ func (s *session) auth(arg string) error {
 			return s.reply("501 5.5.2 Syntax error: want base64 of authzid NUL user NUL password")
 		}
 		user, pass = string(parts[1]), string(parts[2])
-	case "LOGIN":
+	case equalFold(mech, "LOGIN"):
 		resp := initial
 		if resp == "" {
 			if resp, ok = s.challenge("334 VXNlcm5hbWU6"); !ok {
@@ -65,7 +65,7 @@ func (s *session) auth(arg string) error {
 			return s.reply("501 5.5.2 Syntax error: password not base64")
 		}
 		user, pass = string(u), string(p)
-	case "CRAM-MD5":
+	case equalFold(mech, "CRAM-MD5"):
 		if initial != "" {
 			return s.reply("501 5.5.2 Syntax error: CRAM-MD5 takes no initial response")
 		}

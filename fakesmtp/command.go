@@ -81,9 +81,27 @@ func parseCommand(line string) (v verb, arg string, kind string) {
 	if n < len(line) && line[n] != ' ' || n == 0 || n > maxVerb {
 		return verbUnknown, "", ""
 	}
-	v = lookupVerb(line[:n])
+	if v = lookupVerb(line[:n]); v == verbUnknown {
+		return verbUnknown, "", ""
+	}
 	rest := strings.TrimLeft(line[n:], " ")
 	return v, strings.TrimRight(rest, " "), ""
+}
+
+// equalFold compares ASCII case-insensitively: strings.EqualFold folds
+// Unicode too, and reads "LAſT" (long s) as LAST, which no other SMTP
+// parser does.
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x != y && (!isLetter(x) || x|0x20 != y|0x20) {
+			return false
+		}
+	}
+	return true
 }
 
 func isLetter(c byte) bool { return 'A' <= c&^0x20 && c&^0x20 <= 'Z' }
@@ -101,6 +119,21 @@ func lookupVerb(w string) verb {
 		}
 	}
 	return verbUnknown
+}
+
+// maybeBDAT reports whether a line parseCommand refused could still be
+// meant as BDAT by some reading: its first word, past any white space or
+// control characters, is BDAT in any case.
+func maybeBDAT(line string) bool {
+	i := 0
+	for i < len(line) {
+		r, n := utf8.DecodeRuneInString(line[i:])
+		if r > ' ' && r != 0x7f && !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp) {
+			break
+		}
+		i += n
+	}
+	return len(line)-i >= 4 && strings.EqualFold(line[i:i+4], "BDAT") // Unicode folding on purpose: any reading
 }
 
 // validDomain accepts what may follow HELO/EHLO: a domain or an address
@@ -124,7 +157,7 @@ func validDomain(d string) bool {
 // that could be a second address, and params after one or more spaces.
 // Whether the path is a mailbox is mailbox.Check's business.
 func parsePath(arg, prefix string) (path, params string, ok bool) {
-	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
+	if len(arg) < len(prefix) || !equalFold(arg[:len(prefix)], prefix) {
 		return "", "", false
 	}
 	rest := strings.TrimLeft(arg[len(prefix):], " ")
@@ -143,7 +176,7 @@ func parsePath(arg, prefix string) (path, params string, ok bool) {
 	for p := params; p != ""; {
 		var k, v string
 		k, v, _, p = nextParam(p)
-		if strings.ContainsAny(v, "<>\"") && !(strings.EqualFold(k, "AUTH") && strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">")) ||
+		if strings.ContainsAny(v, "<>\"") && !(equalFold(k, "AUTH") && strings.HasPrefix(v, "<") && strings.HasSuffix(v, ">")) ||
 			strings.ContainsAny(k, "<>\"") {
 			return "", "", false // junk after the path, maybe a second address
 		}
@@ -254,27 +287,27 @@ func mailParams(params string) (size int64, err *paramError) {
 			return 0, errParamSyntax
 		}
 		switch {
-		case strings.EqualFold(k, "SIZE"):
+		case equalFold(k, "SIZE"):
 			if !hasV || !digits(v, 18) {
 				return 0, errParamSyntax
 			}
 			size = atoi64(v)
-		case strings.EqualFold(k, "BODY"):
+		case equalFold(k, "BODY"):
 			switch {
 			case !hasV:
 				return 0, errParamSyntax
-			case !strings.EqualFold(v, "7BIT") && !strings.EqualFold(v, "8BITMIME"):
+			case !equalFold(v, "7BIT") && !equalFold(v, "8BITMIME"):
 				return 0, errBodyType
 			}
-		case strings.EqualFold(k, "SMTPUTF8"):
+		case equalFold(k, "SMTPUTF8"):
 			if hasV {
 				return 0, errParamSyntax
 			}
-		case strings.EqualFold(k, "RET"):
-			if !hasV || !strings.EqualFold(v, "FULL") && !strings.EqualFold(v, "HDRS") {
+		case equalFold(k, "RET"):
+			if !hasV || !equalFold(v, "FULL") && !equalFold(v, "HDRS") {
 				return 0, errParamSyntax
 			}
-		case strings.EqualFold(k, "ENVID"), strings.EqualFold(k, "AUTH"):
+		case equalFold(k, "ENVID"), equalFold(k, "AUTH"):
 			if !hasV {
 				return 0, errParamSyntax
 			}
@@ -296,11 +329,11 @@ func rcptParams(params string) *paramError {
 			return errParamSyntax
 		}
 		switch {
-		case strings.EqualFold(k, "NOTIFY"):
+		case equalFold(k, "NOTIFY"):
 			if !validNotify(v) {
 				return errParamSyntax
 			}
-		case strings.EqualFold(k, "ORCPT"):
+		case equalFold(k, "ORCPT"):
 			if t, _, ok := strings.Cut(v, ";"); !ok || t == "" {
 				return errParamSyntax
 			}
@@ -313,13 +346,13 @@ func rcptParams(params string) *paramError {
 
 // validNotify: NEVER, or a list of SUCCESS, FAILURE and DELAY (RFC 3461).
 func validNotify(v string) bool {
-	if strings.EqualFold(v, "NEVER") {
+	if equalFold(v, "NEVER") {
 		return true
 	}
 	for v != "" {
 		var w string
 		w, v, _ = strings.Cut(v, ",")
-		if !strings.EqualFold(w, "SUCCESS") && !strings.EqualFold(w, "FAILURE") && !strings.EqualFold(w, "DELAY") {
+		if !equalFold(w, "SUCCESS") && !equalFold(w, "FAILURE") && !equalFold(w, "DELAY") {
 			return false
 		}
 	}
@@ -343,7 +376,7 @@ func parseBDAT(arg string) (n int64, last, ok bool) {
 	switch {
 	case rest == "":
 		return n, false, true
-	case strings.EqualFold(rest, "LAST"):
+	case equalFold(rest, "LAST"):
 		return n, true, true
 	}
 	return 0, false, false

@@ -194,6 +194,25 @@ func dialectCases() []rawCase {
 		kind:  "message_too_big",
 		noBug: "the library does not implement BDAT",
 	}, {
+		// Found by the differential fuzzer: the transaction stayed open
+		// after a BDAT refused for want of recipients, and the client's
+		// next MAIL got 503 nested.
+		name: "a refused BDAT ends the transaction",
+		steps: []step{{ehlo, []string{"250"}}, {mailV, []string{"250"}}, {bdat("hi\r\n", false), []string{"554"}},
+			{mailV + rcptV + bdat("hi\r\n", true), []string{"250", "250", "250"}}},
+		want:  map[string]int{vAddr: 1},
+		noBug: "the library does not implement BDAT",
+	}, {
+		// Found by the differential fuzzer: the guard compared keywords
+		// with strings.EqualFold, which folds Unicode: LAſT (long s) read
+		// as LAST, and counted a message no other parser would end there.
+		name: "keywords are ASCII: LAſT is not LAST, HDRſ not HDRS",
+		steps: []step{{ehlo, []string{"250"}}, {"MAIL FROM:<a@x.test> RET=HDRſ\r\n", []string{"501"}}, {mailV, []string{"250"}}, {rcptV, []string{"250"}},
+			{"BDAT 4 LAſT\r\nhi\r\n", []string{"501", "EOF"}}},
+		want:  map[string]int{},
+		kind:  "bad_bdat",
+		noBug: "the library does not implement BDAT nor RET",
+	}, {
 		name:  "BDAT without a size cannot be skipped",
 		steps: []step{{ehlo, []string{"250"}}, {mailV, []string{"250"}}, {rcptV, []string{"250"}}, {"BDAT LAST\r\n" + mailV, []string{"501", "EOF"}}},
 		want:  map[string]int{},

@@ -615,6 +615,11 @@ func (s *session) nextCommand() error {
 		v, arg, kind := parseCommand(line)
 		if kind != "" {
 			s.srv.protocolError(s, kind, line)
+			if maybeBDAT(line) {
+				// Its chunk follows, of a size the guard cannot trust:
+				// read as commands, it would run whatever it holds.
+				return s.abort(badLineReplies[kind]+"; a BDAT chunk may follow, closing", EndProtocol, kind)
+			}
 			if err := s.reply(badLineReplies[kind]); err != nil {
 				return err
 			}
@@ -697,6 +702,10 @@ func (s *session) command(v verb, arg, line string) (passed bool, err error) {
 		return s.startTLS(arg)
 	case verbAUTH:
 		return false, s.auth(arg)
+	}
+	if maybeBDAT(line) {
+		s.srv.protocolError(s, "bad_bdat", line)
+		return false, s.abort("500 5.5.2 Syntax error; a BDAT chunk may follow, closing", EndProtocol, "bad_bdat")
 	}
 	return false, s.reply("500 5.5.2 Syntax error, command unrecognized")
 }
@@ -798,12 +807,12 @@ func (s *session) chunk(arg, line string) (bool, error) {
 		s.srv.protocolError(s, "bad_bdat", line)
 		return false, s.abort("501 5.5.4 Syntax: BDAT size [LAST]; the chunk cannot be skipped, closing", EndProtocol, "bad_bdat")
 	}
-	refuse, forgiven := "", false
+	refuse := ""
 	switch {
 	case !s.inTx:
-		refuse, forgiven = "503 5.5.1 Bad sequence of commands (MAIL required before BDAT)", true
+		refuse = "503 5.5.1 Bad sequence of commands (MAIL required before BDAT)"
 	case len(s.rcpts) == 0:
-		refuse, forgiven = "554 5.5.1 No valid recipients", true
+		refuse = "554 5.5.1 No valid recipients"
 	case !s.bdat:
 		if a := s.hook(MomentData, Event{Recipients: s.rcpts}); a.Close {
 			return false, s.answer(a)
@@ -815,10 +824,18 @@ func (s *session) chunk(arg, line string) (bool, error) {
 		if err := s.takeChunk(n, false); err != nil {
 			return false, err
 		}
-		if forgiven {
+		if !s.inTx {
 			return false, s.replyForgiven(refuse)
 		}
-		return false, s.reply(refuse)
+		// RFC 3030 2: an error reply to BDAT fails the transaction; the
+		// client starts the next one with MAIL, which must not be nested.
+		s.resetTx()
+		s.needReset = true
+		if err := s.replyForgiven(refuse); err != nil {
+			return false, err
+		}
+		s.finalReply()
+		return true, nil
 	}
 	if !s.bdat {
 		s.bdat = true

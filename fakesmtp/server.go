@@ -541,7 +541,7 @@ func messageID(data []byte) string {
 			return "" // end of the header
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte("Message-ID")) {
+		if !ok || !equalFold(string(bytes.TrimSpace(name)), "Message-ID") {
 			continue
 		}
 		v := string(bytes.TrimSpace(value))

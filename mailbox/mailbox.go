@@ -38,7 +38,7 @@ const maxLen = 254
 func Key(addr string) string {
 	s := trim(addr)
 	if rest, ok := stripRoute(s); ok {
-		s = rest
+		s = trim(rest)
 	}
 	if len(s) > 0 && s[0] == '"' {
 		if local, rest, ok := quoted(s); ok && (rest == "" || rest[0] == '@') {
