@@ -237,10 +237,12 @@ func domain(d string) bool {
 		}
 		return true
 	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" {
-			return false
+	for d != "" {
+		label, rest, _ := strings.Cut(d, ".")
+		if label == "" || rest == "" && len(label) < len(d) {
+			return false // an empty label, or a trailing dot
 		}
+		d = rest
 		for i := 0; i < len(label); i++ {
 			c := label[i]
 			if c < 0x80 && c != '-' && c != '_' && !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
