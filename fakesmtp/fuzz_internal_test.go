@@ -91,3 +91,19 @@ func isBDATWord(line string) bool {
 	w := strings.TrimLeftFunc(line, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
 	return len(w) >= 4 && strings.EqualFold(w[:4], "BDAT")
 }
+
+// BenchmarkParseRcpt is the guard's parsing of one RCPT line: the command,
+// the path and its parameters, the mailbox check and key. It must not
+// allocate.
+func BenchmarkParseRcpt(b *testing.B) {
+	// Lower case: a key with capitals is a new string, which the guard keeps.
+	line := "RCPT TO:<bob.smith+tag@example.com> NOTIFY=SUCCESS,FAILURE"
+	b.ReportAllocs()
+	for b.Loop() {
+		v, arg, kind := parseCommand(line)
+		path, params, ok := parsePath(arg, "TO:")
+		if v != verbRCPT || kind != "" || !ok || !mailbox.Valid(path) || rcptParams(params) != nil || mailbox.Key(path) == "" {
+			b.Fatal("misparsed")
+		}
+	}
+}

@@ -285,6 +285,7 @@ func (s *session) callHooks(m Moment, ev Event) Action {
 		}
 	}
 	if act.Delay > 0 {
+		s.flush()
 		t := time.NewTimer(act.Delay)
 		select {
 		case <-t.C:
@@ -335,6 +336,7 @@ func (s *session) closeRaw() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
+		s.flushLocked() // a 221 held behind a pipelined QUIT, say
 		s.closed = true
 		s.raw.Close()
 	}
@@ -359,21 +361,52 @@ func (s *session) stop() {
 		s.raw.Close()
 		return
 	}
-	s.writeLocked([]byte("421 4.3.2 Service shutting down, closing transmission channel\r\n"), s.elapsed())
+	// After the replies still held for a pipelining client, in order.
+	s.wbuf = append(s.wbuf, "421 4.3.2 Service shutting down, closing transmission channel\r\n"...)
+	s.writeLocked(s.wbuf, s.elapsed())
+	s.wbuf = s.wbuf[:0]
 	s.closed = true
 	s.raw.Close()
 }
 
 // writeLine sends a reply line and its CRLF to the client under the write
-// deadline. Only the session goroutine calls it.
-func (s *session) writeLine(line []byte) error {
+// deadline, after any replies held before it. hold: the reply may wait in
+// s.wbuf while the client's next pipelined command is already in, so a
+// pipelined group is answered in one write (RFC 2920 4: the server
+// "SHOULD" batch its replies); a command that arrived alone is answered at
+// once. Only the session goroutine calls it.
+func (s *session) writeLine(line []byte, hold bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return closedError{"connection already closed"}
 	}
-	s.wbuf = append(append(s.wbuf[:0], line...), '\r', '\n')
-	return s.writeLocked(s.wbuf, s.now)
+	s.wbuf = append(append(s.wbuf, line...), '\r', '\n')
+	if hold && s.rpos < s.rend && len(s.wbuf) < readBufSize {
+		return nil
+	}
+	return s.flushLocked()
+}
+
+// flush writes the replies held for a pipelining client. Before the
+// session waits for anything (the client's bytes, a hook's delay) and
+// before a final reply counts as written, they go out.
+func (s *session) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return closedError{"connection already closed"}
+	}
+	return s.flushLocked()
+}
+
+func (s *session) flushLocked() error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	err := s.writeLocked(s.wbuf, s.now)
+	s.wbuf = s.wbuf[:0]
+	return err
 }
 
 // writeLocked writes b under a write deadline of WriteTimeout from now
@@ -416,7 +449,7 @@ func (s *session) replyCounted(line []byte, count bool) error {
 			return s.abort(a.Reply, EndCut, a.Fault)
 		}
 	}
-	if err := s.writeLine(line); err != nil {
+	if err := s.writeLine(line, true); err != nil {
 		return err
 	}
 	if code := replyCode(line); count && (code == 500 || code == 501 || code == 503 || code == 535) {
@@ -437,7 +470,7 @@ func (s *session) abort(last string, e Ending, why string) error {
 		fault = why
 	}
 	s.end(e, fault)
-	if last != "" && s.writeLine([]byte(last)) == nil {
+	if last != "" && s.writeLine([]byte(last), false) == nil {
 		s.linger()
 	}
 	s.closeRaw()
@@ -512,6 +545,7 @@ func (s *session) fill(deadline time.Duration) error {
 	if s.rend == len(s.rbuf) {
 		return &protoError{"line_too_long", "500 5.5.2 Line too long", true}
 	}
+	s.flush() // a failure closed the connection: the read below says so
 	s.setReadDeadline(deadline)
 	n, err := s.raw.Read(s.rbuf[s.rend:])
 	s.rend += n
@@ -834,7 +868,9 @@ func (s *session) chunk(arg, line string) (bool, error) {
 		if err := s.replyForgiven(refuse); err != nil {
 			return false, err
 		}
-		s.finalReply()
+		if err := s.finalReply(); err != nil {
+			return false, err
+		}
 		return true, nil
 	}
 	if !s.bdat {
@@ -859,7 +895,9 @@ func (s *session) chunk(arg, line string) (bool, error) {
 		if err := s.reply(s.outcome.Reply); err != nil {
 			return false, err
 		}
-		s.finalReply()
+		if err := s.finalReply(); err != nil {
+			return false, err
+		}
 		return true, nil
 	}
 	if !last {
@@ -1200,7 +1238,7 @@ func (s *session) endData(line []byte, code int) error {
 		s.setMoment(MomentGreeting)
 		err := s.replyBytes(line)
 		if err == nil {
-			s.finalReply()
+			err = s.finalReply()
 		}
 		return err
 	}
@@ -1214,7 +1252,7 @@ func (s *session) endData(line []byte, code int) error {
 	}
 	err := s.replyBytes(line)
 	if err == nil {
-		s.finalReply()
+		err = s.finalReply()
 	}
 	s.mu.Lock()
 	s.messages++

@@ -87,11 +87,16 @@ func (s *session) settle(off int64) {
 	s.flight = keep
 }
 
-// finalReply marks the transaction under way as answered.
-func (s *session) finalReply() {
+// finalReply writes out the replies held so far, the final one last, and
+// marks the transaction under way as answered: its final reply is written.
+func (s *session) finalReply() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
 	if t := s.cur(); t != nil {
 		t.final, t.mark = true, s.inOff+int64(s.rend)
 	}
+	return nil
 }
 
 // ended reports the transactions still in flight when the session ends.

@@ -144,6 +144,9 @@ func (s *session) startTLS(arg string) (bool, error) {
 	if err := s.reply("220 2.0.0 Ready to start TLS"); err != nil {
 		return false, err
 	}
+	if err := s.flush(); err != nil {
+		return false, err
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
