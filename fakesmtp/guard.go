@@ -107,7 +107,8 @@ type session struct {
 	lineOff    int64  // stream offset of the command line last read
 	pending    []byte // validated bytes the library has yet to read
 	cmdBuf     []byte // the command line pending points into, reused
-	wbuf       []byte // a reply being written, reused (under mu)
+	wbuf       []byte // replies being written, or held for a pipelining client (under mu)
+	held       bool   // wbuf may hold replies; only the session goroutine touches it
 
 	expect     replyTo
 	wpart      []byte // a reply the library has not finished writing
@@ -383,8 +384,10 @@ func (s *session) writeLine(line []byte, hold bool) error {
 	}
 	s.wbuf = append(append(s.wbuf, line...), '\r', '\n')
 	if hold && s.rpos < s.rend && len(s.wbuf) < readBufSize {
+		s.held = true
 		return nil
 	}
+	s.held = false
 	return s.flushLocked()
 }
 
@@ -392,6 +395,10 @@ func (s *session) writeLine(line []byte, hold bool) error {
 // session waits for anything (the client's bytes, a hook's delay) and
 // before a final reply counts as written, they go out.
 func (s *session) flush() error {
+	if !s.held {
+		return nil // the usual case, without the lock: nothing pipelined
+	}
+	s.held = false
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
