@@ -69,6 +69,9 @@ func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(stdout, "onecopy fakesmtp: SMTP on %s\n", srv.Addr())
 	if a := srv.HTTPAddr(); a != "" {
 		fmt.Fprintf(stdout, "  counts:  http://%s/api/v1/recipients\n  faults:  http://%s/api/v1/faults\n  metrics: http://%s/metrics\n", a, a, a)
+		if *token != "" {
+			fmt.Fprintln(stdout, "  control: PUT, DELETE and POST need Authorization: Bearer <the --token or ONECOPY_API_TOKEN value>")
+		}
 	}
 	if *journal != "" {
 		c := srv.Oracle().Copies()
