@@ -262,22 +262,20 @@ func atoi64(s string) int64 {
 	return n
 }
 
-// paramError is a refused parameter: the reply, and whether it is a
-// syntax error (501) rather than one the server does not support (555).
-type paramError struct {
-	reply string
-}
+// paramError is the reply refusing a parameter: a syntax error (501), or
+// one the server does not support (555).
+type paramError string
 
-var (
-	errParamSyntax  = &paramError{"501 5.5.4 Syntax error in parameters"}
-	errParamUnknown = &paramError{"555 5.5.4 Unsupported parameter"}
-	errBodyType     = &paramError{"555 5.5.4 Unsupported BODY type (7BIT and 8BITMIME are)"}
+const (
+	errParamSyntax  paramError = "501 5.5.4 Syntax error in parameters"
+	errParamUnknown paramError = "555 5.5.4 Unsupported parameter"
+	errBodyType     paramError = "555 5.5.4 Unsupported BODY type (7BIT and 8BITMIME are)"
 )
 
 // mailParams checks MAIL's parameters (SIZE, BODY, SMTPUTF8, RET, ENVID,
 // AUTH) and returns the declared SIZE, -1 when none. The DSN ones are
 // accepted and ignored: the fake server sends no notifications.
-func mailParams(params string) (size int64, err *paramError) {
+func mailParams(params string) (size int64, err paramError) {
 	size = -1
 	for params != "" {
 		var k, v string
@@ -315,12 +313,12 @@ func mailParams(params string) (size int64, err *paramError) {
 			return 0, errParamUnknown
 		}
 	}
-	return size, nil
+	return size, ""
 }
 
 // rcptParams checks RCPT's parameters: the DSN ones (NOTIFY, ORCPT),
 // accepted and ignored.
-func rcptParams(params string) *paramError {
+func rcptParams(params string) paramError {
 	for params != "" {
 		var k, v string
 		var hasV bool
@@ -341,7 +339,7 @@ func rcptParams(params string) *paramError {
 			return errParamUnknown
 		}
 	}
-	return nil
+	return ""
 }
 
 // validNotify: NEVER, or a list of SUCCESS, FAILURE and DELAY (RFC 3461).

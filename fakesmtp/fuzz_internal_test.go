@@ -102,7 +102,7 @@ func BenchmarkParseRcpt(b *testing.B) {
 	for b.Loop() {
 		v, arg, kind := parseCommand(line)
 		path, params, ok := parsePath(arg, "TO:")
-		if v != verbRCPT || kind != "" || !ok || !mailbox.Valid(path) || rcptParams(params) != nil || mailbox.Key(path) == "" {
+		if v != verbRCPT || kind != "" || !ok || !mailbox.Valid(path) || rcptParams(params) != "" || mailbox.Key(path) == "" {
 			b.Fatal("misparsed")
 		}
 	}

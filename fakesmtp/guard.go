@@ -659,9 +659,9 @@ func (s *session) nextCommand() error {
 			if maybeBDAT(line) {
 				// Its chunk follows, of a size the guard cannot trust:
 				// read as commands, it would run whatever it holds.
-				return s.abort(badLineReplies[kind]+"; a BDAT chunk may follow, closing", EndProtocol, kind)
+				return s.abort(badLineReply(kind)+"; a BDAT chunk may follow, closing", EndProtocol, kind)
 			}
-			if err := s.reply(badLineReplies[kind]); err != nil {
+			if err := s.reply(badLineReply(kind)); err != nil {
 				return err
 			}
 			continue
@@ -677,11 +677,15 @@ func (s *session) nextCommand() error {
 	}
 }
 
-// badLineReplies answer the lines parseCommand refuses, by kind.
-var badLineReplies = map[string]string{
-	"bad_whitespace": "500 5.5.2 Syntax error: white space other than one space between words",
-	"control_char":   "500 5.5.2 Syntax error: control character in command",
-	"bad_utf8":       "500 5.5.2 Syntax error: command is not valid UTF-8",
+// badLineReply answers a line parseCommand refused, by kind.
+func badLineReply(kind string) string {
+	switch kind {
+	case "bad_whitespace":
+		return "500 5.5.2 Syntax error: white space other than one space between words"
+	case "control_char":
+		return "500 5.5.2 Syntax error: control character in command"
+	}
+	return "500 5.5.2 Syntax error: command is not valid UTF-8"
 }
 
 // command handles one parsed command. passed: the library has something to
@@ -788,8 +792,8 @@ func (s *session) mail(arg, line string) (bool, error) {
 	}
 	size, perr := mailParams(params)
 	switch {
-	case perr != nil:
-		return false, s.reply(perr.reply)
+	case perr != "":
+		return false, s.reply(string(perr))
 	case size > int64(s.srv.opts.MaxSize):
 		s.srv.protocolError(s, "message_too_big", line)
 		return false, s.reply("552 5.3.4 Message size exceeds fixed maximum message size")
@@ -819,8 +823,8 @@ func (s *session) rcpt(arg, line string) (bool, error) {
 	case key == "":
 		return false, s.reply("501 5.1.3 Null recipient <> not allowed")
 	}
-	if perr := rcptParams(params); perr != nil {
-		return false, s.reply(perr.reply)
+	if perr := rcptParams(params); perr != "" {
+		return false, s.reply(string(perr))
 	}
 	switch {
 	case contains(s.rcpts, key):
