@@ -1,10 +1,12 @@
 // The connection guard: a net.Conn wrapper between the client and
-// mhale/smtpd that follows the SMTP dialogue. It hands the library one
-// validated command (or one validated DATA body) at a time and sees every
-// reply, so it always knows the protocol moment of its session, rejects
-// what would desynchronise the library (SMTP smuggling, bare LF, over-long
-// lines, junk addresses), answers what the library cannot say, and gives
-// hooks their say before each reply.
+// mhale/smtpd that follows the SMTP dialogue. It is the one parser of it:
+// it hands the library one canonical command (or one validated DATA body)
+// at a time and sees every reply, so it always knows the protocol moment
+// of its session, rejects what would desynchronise the library (SMTP
+// smuggling, bare LF, white space other than a space, over-long lines,
+// junk addresses), answers what the library cannot say (STARTTLS, AUTH,
+// BDAT, the EHLO extensions), and gives hooks their say before each reply.
+// TLS terminates below it: it always reads plaintext.
 
 package fakesmtp
 
