@@ -43,11 +43,15 @@ type InDoubt struct {
 	// Ended says how the session ended, and Fault which fault cut it.
 	Ended Ending `json:"ended"`
 	Fault string `json:"fault,omitempty"`
+	// User is who the session had authenticated as (AUTH) at the
+	// transaction's MAIL, "" if nobody.
+	User string `json:"user,omitempty"`
 }
 
 // txn is one transaction of a session, from its accepted MAIL on.
 type txn struct {
 	id        uint64
+	user      string
 	rcpts     []string
 	messageID string
 	delivered bool
@@ -60,7 +64,7 @@ type txn struct {
 
 // openTxn starts the transaction of an accepted MAIL.
 func (s *session) openTxn() {
-	s.flight = append(s.flight, txn{id: s.srv.nextTxn.Add(1)})
+	s.flight = append(s.flight, txn{id: s.srv.nextTxn.Add(1), user: s.user})
 }
 
 // cur is the transaction under way, or nil.
@@ -112,7 +116,7 @@ func (s *session) ended() {
 			continue
 		}
 		cb(InDoubt{Time: now, Session: s.id, Txn: t.id, Transport: TransportSMTP, Recipients: t.rcpts,
-			MessageID: t.messageID, Delivered: t.delivered, Acked: t.final, Ended: s.ending, Fault: s.endFault})
+			MessageID: t.messageID, Delivered: t.delivered, Acked: t.final, Ended: s.ending, Fault: s.endFault, User: t.user})
 	}
 	s.flight = nil
 }

@@ -7,9 +7,15 @@ package fakesmtp_test
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/smtp"
 	"os"
@@ -229,7 +235,7 @@ func TestKillPointOverTLS(t *testing.T) {
 		case <-time.After(replyWait):
 			t.Fatal("the kill point never fired")
 		}
-		if d := rec.nextDoubt(t); !d.Delivered || d.Acked || d.Ended != fakesmtp.EndCut || d.Fault != "kill-point" {
+		if d := rec.nextDoubt(t); !d.Delivered || d.Acked || d.Ended != fakesmtp.EndCut || d.Fault != "kill-point" || d.User != "" {
 			t.Errorf("implicit %v: in doubt %+v, want delivered, not acked, cut by kill-point", implicit, d)
 		}
 	}
@@ -321,4 +327,95 @@ func TestSendMailTrustingTheCA(t *testing.T) {
 	if ds := got.all(); len(ds) != 1 || !ds[0].TLS {
 		t.Errorf("deliveries %+v, want one over TLS", ds)
 	}
+}
+
+// Users: CRAM-MD5 is checked against the password too; a wrong one is 535.
+// And the in-doubt report names the user.
+func TestAuthUsersCRAMMD5(t *testing.T) {
+	rec := newFaultRecorder()
+	srv := start(t, fakesmtp.Options{Users: map[string]string{"carol": "pw"}, OnInDoubt: rec.onDoubt, RequireAuth: true})
+	dial := func() *smtp.Client {
+		c, err := smtp.Dial(srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := c.StartTLS(tlsConfig(t, srv)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := dial().Auth(smtp.CRAMMD5Auth("carol", "wrong")); err == nil || !strings.HasPrefix(err.Error(), "535") {
+		t.Errorf("CRAM-MD5 with a wrong secret: %v, want 535", err)
+	}
+	if err := dial().Auth(smtp.CRAMMD5Auth("mallory", "pw")); err == nil || !strings.HasPrefix(err.Error(), "535") {
+		t.Errorf("CRAM-MD5 for an unknown user: %v, want 535", err)
+	}
+	c := dial()
+	if err := c.Auth(smtp.CRAMMD5Auth("carol", "pw")); err != nil {
+		t.Fatalf("CRAM-MD5: %v", err)
+	}
+	sendVia(t, c, "<c@x>", "v@x.test")
+	c.Close()
+	if d := rec.nextDoubt(t); d.User != "carol" || !d.Delivered {
+		t.Errorf("in doubt %+v, want carol's delivered transaction", d)
+	}
+}
+
+// DisableSTARTTLS: not offered, and refused if asked for anyway.
+func TestDisableSTARTTLS(t *testing.T) {
+	srv := start(t, fakesmtp.Options{DisableSTARTTLS: true})
+	c := dialRaw(t, srv.Addr())
+	c.expect("220")
+	c.mustSend(ehlo)
+	if r := c.expect("250"); strings.Contains(r, "STARTTLS") {
+		t.Errorf("EHLO %q offers STARTTLS", r)
+	}
+	c.mustSend("STARTTLS\r\n")
+	c.expect("502")
+}
+
+// A certificate given in files is used, and TLSCA is its last certificate.
+func TestTLSCertificateFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, certPEM, 0o644)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	srv := start(t, fakesmtp.Options{TLSCertFile: certFile, TLSKeyFile: keyFile, TLSAddr: "127.0.0.1:0"})
+	if string(srv.TLSCA()) != string(certPEM) {
+		t.Errorf("TLSCA %q, want the given self-signed certificate", srv.TLSCA())
+	}
+	conn, err := tls.Dial("tcp", srv.TLSAddr(), tlsConfig(t, srv))
+	if err != nil {
+		t.Fatalf("implicit TLS with the given certificate: %v", err)
+	}
+	conn.Close()
+	if _, err := fakesmtp.Start(context.Background(), fakesmtp.Options{TLSCertFile: certFile}); err == nil || !strings.Contains(err.Error(), "TLSKeyFile") {
+		t.Errorf("a certificate without its key: %v, want a refusal naming TLSKeyFile", err)
+	}
+}
+
+// selfSigned makes a self-signed certificate for 127.0.0.1, as PEM.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "given"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
