@@ -1,7 +1,7 @@
 # onecopy: chaos tests for email senders.
 GO ?= go
 
-.PHONY: build test bench bench-go bench-sink bench-big bench-gate bench-detect demo lint fakesmtp fuzz
+.PHONY: build test lint bench bench-go bench-sink bench-big bench-gate bench-detect demo lint fakesmtp fuzz
 
 build:
 	$(GO) build -o bin/onecopy ./cmd/onecopy
@@ -57,6 +57,11 @@ demo:
 fakesmtp:
 	$(GO) run ./cmd/onecopy fakesmtp
 
+# gofmt, vet, a tidy go.mod, and the layout: the judging side (history,
+# verdict, report) never imports the running side.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod is not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
+	@bad=$$($(GO) list -deps ./history ./verdict ./report | grep -E '^github.com/onecopy/onecopy/(harness|fakesmtp|scenarios|cmd)'); \
+	if [ -n "$$bad" ]; then echo "the judging side imports the running side:"; echo "$$bad"; exit 1; fi

@@ -168,4 +168,9 @@ type SessionInfo struct {
 	Since    time.Time `json:"since"`
 	Remote   string    `json:"remote"`
 	Messages int       `json:"messages"`
+	// Transport is smtp, or http for a connection to the provider APIs
+	// (whose server end is then Server.HTTPAddr), and Provider the API of
+	// its last send request.
+	Transport string `json:"transport"`
+	Provider  string `json:"provider,omitempty"`
 }

@@ -26,6 +26,8 @@ import (
 //	PUT    /api/v1/faults                replace them (same body; seed optional)
 //	POST   /api/v1/outage?for=2s         take the SMTP port down for a while
 //
+// and the provider send APIs with the fake's clock (mountAPI, api.go).
+//
 // The faults API edits the first *FaultSet among Options.Hooks and answers
 // 404 when there is none. Bad input answers 400 with a message naming it.
 // With Options.APIToken set, the three requests that change state (PUT,
@@ -114,6 +116,7 @@ func (srv *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	srv.mountAPI(mux)
 	return mux
 }
 

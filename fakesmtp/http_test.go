@@ -149,7 +149,7 @@ func TestHTTPAPI(t *testing.T) {
 	c.conn.Close()
 
 	_, metrics := api.do("GET", "/metrics")
-	if !bytes.Contains(metrics, []byte("\nonecopy_smtp_copies_total 4\n")) {
+	if !bytes.Contains(metrics, []byte("\nonecopy_smtp_copies_total{transport=\"smtp\"} 4\n")) {
 		t.Errorf("/metrics lacks onecopy_smtp_copies_total 4:\n%s", metrics)
 	}
 

@@ -32,6 +32,7 @@ type InDoubt struct {
 	Session   uint64    `json:"session"`
 	Txn       uint64    `json:"txn"`
 	Transport string    `json:"transport"`
+	Provider  string    `json:"provider,omitempty"` // over HTTP: the provider API
 	// Recipients accepted in the transaction, normalised and distinct.
 	Recipients []string `json:"recipients"`
 	MessageID  string   `json:"message_id,omitempty"`

@@ -12,12 +12,14 @@ import (
 
 // Metrics are the server's Prometheus collectors.
 type Metrics struct {
-	copies         prometheus.Counter
+	copies         prometheus.Counter // the smtp series of copiesVec
+	copiesVec      *prometheus.CounterVec
 	transactions   *prometheus.CounterVec
 	protocolErrors *prometheus.CounterVec
 	faults         *prometheus.CounterVec
 	sessions       prometheus.Gauge
 	size           prometheus.Histogram
+	api            apiMetrics // the provider APIs' series (api.go)
 
 	// accepted caches the series every message updates: WithLabelValues
 	// hashes the label and takes a lock on each call. Filled on first use,
@@ -33,10 +35,10 @@ type Metrics struct {
 // per recipient of its oracle, read at scrape time.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		copies: prometheus.NewCounter(prometheus.CounterOpts{
+		copiesVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onecopy_smtp_copies_total",
-			Help: "Copies accepted: one per recipient of every message answered 250 after DATA (counted before the 250 is written).",
-		}),
+			Help: "Copies accepted, by transport: one per recipient of every message answered 250 after DATA (smtp) or accepted by a provider API (http), counted before the answer is written.",
+		}, []string{"transport"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onecopy_smtp_transactions_total",
 			Help: "Mail transactions that reached DATA or BDAT, by result: accepted (250, counted with the copies), deferred (4xx), rejected (5xx), aborted (connection lost or closed during the message).",
@@ -59,7 +61,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(256, 4, 8),
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.copies, m.transactions, m.protocolErrors, m.faults, m.sessions, m.size} {
+	m.copies = m.copiesVec.WithLabelValues(TransportSMTP)
+	m.api = newAPIMetrics()
+	for _, c := range []prometheus.Collector{m.copiesVec, m.transactions, m.protocolErrors, m.faults, m.sessions, m.size, m.api.transactions, m.api.requests} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

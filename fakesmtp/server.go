@@ -109,11 +109,19 @@ type Options struct {
 	// DELETE /api/v1/recipients, POST /api/v1/outage). It must be set when
 	// HTTPAddr is not a loopback address: Start refuses otherwise.
 	APIToken string
+	// APIKey, when set, is the key the fake provider APIs on the HTTP port
+	// require, where each provider carries it (see docs/providers.md);
+	// "" accepts any credentials.
+	APIKey string
+	// IdempotencyWindow is how long a provider API with idempotency keys
+	// (Resend) remembers one; default 24h, as Resend documents.
+	IdempotencyWindow time.Duration
 }
 
 // Transports a copy can arrive by.
 const (
 	TransportSMTP = "smtp"
+	TransportHTTP = "http" // a provider's send API (Delivery.Provider says which)
 )
 
 // Delivery is one counted message.
@@ -133,6 +141,9 @@ type Delivery struct {
 	User string `json:"user,omitempty"`
 	// TLS: the message came over TLS (STARTTLS or implicit TLS).
 	TLS bool `json:"tls,omitempty"`
+	// Provider is the API a copy came through over HTTP: ses, sendgrid,
+	// mailgun, postmark or resend.
+	Provider string `json:"provider,omitempty"`
 }
 
 // FaultEvent is one injected fault. Whether it left a transaction in
@@ -178,6 +189,7 @@ func (o *Options) setDefaults() error {
 	defDur(&o.IdleTimeout, 60*time.Second)
 	defDur(&o.SessionTimeout, 30*time.Minute)
 	defDur(&o.WriteTimeout, 30*time.Second)
+	defDur(&o.IdempotencyWindow, 24*time.Hour)
 	switch {
 	case o.MaxRecipients < 0 || o.MaxRecipients > 100:
 		return fmt.Errorf("MaxRecipients %d: want 1 to 100 (the SMTP library's own ceiling)", o.MaxRecipients)
@@ -210,6 +222,7 @@ type Server struct {
 	lib     *smtpd.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
+	api     apiState // the provider APIs on the HTTP port (api.go)
 
 	nextID   atomic.Uint64
 	nextTxn  atomic.Uint64
@@ -282,8 +295,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if ip := srv.httpLn.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() && opts.APIToken == "" {
 			return fail(fmt.Errorf("the HTTP API on %s is reachable from other hosts, and anyone could reset the counts or inject faults: give it a token (Options.APIToken; onecopy fakesmtp --token or ONECOPY_API_TOKEN), or bind it to 127.0.0.1", srv.httpLn.Addr()))
 		}
-		srv.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		go srv.httpSrv.Serve(srv.httpLn)
+		srv.httpSrv = srv.newHTTPServer()
+		go srv.httpSrv.Serve(apiListener{srv.httpLn, srv})
 	}
 	srv.lib = &smtpd.Server{
 		Appname:     "onecopy",
@@ -340,6 +353,10 @@ func (srv *Server) HTTPAddr() string {
 	return srv.httpLn.Addr().String()
 }
 
+// SessionsAccepted is how many sessions the server has accepted since it
+// started, refused ones aside.
+func (srv *Server) SessionsAccepted() uint64 { return srv.nextID.Load() }
+
 // Oracle is the server's count.
 func (srv *Server) Oracle() *Oracle { return srv.oracle }
 
@@ -375,8 +392,11 @@ func (srv *Server) Sessions() []SessionInfo {
 	list := srv.openList()
 	infos := make([]SessionInfo, 0, len(list))
 	for _, s := range list {
-		infos = append(infos, s.info())
+		in := s.info()
+		in.Transport = TransportSMTP
+		infos = append(infos, in)
 	}
+	infos = append(infos, srv.apiSessions()...)
 	slices.SortFunc(infos, func(a, b SessionInfo) int { return int(a.ID - b.ID) })
 	return infos
 }
@@ -403,6 +423,7 @@ func (srv *Server) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			srv.httpSrv.Shutdown(ctx)
 			cancel()
+			srv.closeAPI()
 		}
 		srv.closeErr = srv.closeJournal()
 	})
@@ -644,7 +665,7 @@ func (srv *Server) Outage(d time.Duration) error {
 	var errs []error
 	started := false
 	for _, l := range srv.listeners() {
-		ok, err := l.down(d)
+		ok, err := l.takeDown(d)
 		started = started || ok
 		errs = append(errs, err)
 	}
@@ -658,8 +679,8 @@ func (srv *Server) Outage(d time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// down closes the listener for d, unless it is closed or already down.
-func (l *listener) down(d time.Duration) (bool, error) {
+// takeDown closes the listener for d, unless it is closed or already down.
+func (l *listener) takeDown(d time.Duration) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.resume != nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/history"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // cycleChild is a tiny static sender: it resumes at the index in its state
@@ -168,7 +170,7 @@ func harnessCycles(b *testing.B, child string, cycles int) (restart, react []tim
 		Command:    []string{child},
 		Recipients: harness.Synthetic(cycles + 1),
 		Kills:      []harness.KillSpec{{Kind: harness.KillEvery, N: 1}},
-		Expect:     harness.AtLeastOnce,
+		Expect:     verdict.AtLeastOnce,
 		Timeout:    2 * time.Minute,
 		WorkDir:    work,
 	})
@@ -195,17 +197,17 @@ func harnessCycles(b *testing.B, child string, cycles int) (restart, react []tim
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			b.Fatal(err)
 		}
-		switch ev.Type {
-		case "copy":
+		switch history.Kind(ev.Type) {
+		case history.KindCopy:
 			lastCopy = ev.T
-		case "signal":
+		case history.KindSignal:
 			// A kill point reached while the last kill's sender is still
 			// dying hits it again: the cycle starts at the first.
 			if signal.IsZero() {
 				signal = ev.T
 				react = append(react, signal.Sub(lastCopy))
 			}
-		case "start":
+		case history.KindStart:
 			if !signal.IsZero() {
 				restart = append(restart, ev.T.Sub(signal))
 				signal = time.Time{}

@@ -16,8 +16,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/onecopy/onecopy/fakesmtp"
+	"github.com/onecopy/onecopy/harness/contain"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // UsageError is bad input: the CLI exits 2 and nothing runs.
@@ -44,13 +47,19 @@ type Config struct {
 	Pause  time.Duration // STOP, then CONT after Pause
 	// Faults are SMTP faults injected by the server.
 	Faults []fakesmtp.FaultSpec
-	// Instances run at once; instance k starts at (k-1) x Stagger.
+	// Instances run at once; instance k starts at (k-1) x Stagger, or,
+	// with StaggerAt, once (k-1) x StaggerAt percent of the list has a copy
+	// (a job redelivered while its first worker still runs).
 	Instances int
 	Stagger   time.Duration
+	StaggerAt float64
 	// Retries is how many restarts after failed attempts are allowed.
 	Retries int
 	// Expect is the level the run must reach.
-	Expect Level
+	Expect verdict.Level
+	// Target says which running instances a kill or a pause hits
+	// (default all).
+	Target Target
 	// Seed drives every random choice of the run.
 	Seed uint64
 	// Timeout ends the run; the report is still written.
@@ -74,6 +83,9 @@ type Config struct {
 	// duplicates in doubt or not, kills, faults, progress, verdict. Runs
 	// sharing them must run one at a time. Nil: no metrics.
 	Metrics *Metrics
+	// Containment forces a containment mode (cgroup-v2, cgroup-v1,
+	// subreaper; docs/containment.md); "" takes the best available.
+	Containment string
 	// Logger receives the run's events as they happen; nil discards.
 	Logger *slog.Logger
 }
@@ -111,10 +123,50 @@ func (s Signal) sys() syscall.Signal {
 	return syscall.SIGKILL
 }
 
+// Target says which running instances a kill or a pause hits.
+type Target struct {
+	Kind     TargetKind
+	Instance int // for TargetInstance
+}
+
+// TargetKind is a kind of target.
+type TargetKind string
+
+// The targets (docs/cli.md).
+const (
+	TargetAll      TargetKind = "all"      // every running instance
+	TargetOne      TargetKind = "one"      // one running instance, a seeded choice
+	TargetSending  TargetKind = "sending"  // the instance whose session reached the kill point, or that delivered last
+	TargetInstance TargetKind = "instance" // instance=K
+)
+
+const targetForms = "all | one | sending | instance=K"
+
+// ParseTarget parses one --target value.
+func ParseTarget(s string) (Target, error) {
+	switch k := TargetKind(strings.TrimSpace(s)); k {
+	case TargetAll, TargetOne, TargetSending:
+		return Target{Kind: k}, nil
+	}
+	if v, ok := strings.CutPrefix(strings.TrimSpace(s), "instance="); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 1 {
+			return Target{Kind: TargetInstance, Instance: n}, nil
+		}
+	}
+	return Target{}, usagef("--target %q: want %s", s, targetForms)
+}
+
+func (t Target) String() string {
+	if t.Kind == TargetInstance {
+		return "instance=" + strconv.Itoa(t.Instance)
+	}
+	return string(t.Kind)
+}
+
 // KillKind is a kind of kill schedule.
 type KillKind string
 
-// The kill schedules of DESIGN.md section 5.
+// The kill schedules (docs/cli.md).
 const (
 	KillAt         KillKind = "at"          // at=25%,50%: when that share of the list has a copy
 	KillEvery      KillKind = "every"       // every=N: each time N more addresses have a copy
@@ -197,7 +249,11 @@ func parseList(r io.Reader, name string) ([]string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		text := sc.Text()
+		if n == 1 {
+			text = strings.TrimPrefix(text, "\uFEFF") // a byte-order mark is not part of the first address
+		}
+		line := strings.TrimSpace(text)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -236,6 +292,10 @@ func checkAddress(a string) error {
 	return nil
 }
 
+// ContainmentAvailable reports whether a containment mode (cgroup-v2,
+// cgroup-v1, subreaper) works on this machine.
+func ContainmentAvailable(mode string) bool { return contain.Probe(contain.Mode(mode)) == nil }
+
 // validate fills defaults and checks the config; errors are *UsageError.
 func (c *Config) validate() error {
 	if len(c.Command) == 0 {
@@ -257,7 +317,18 @@ func (c *Config) validate() error {
 		c.Signal = SigKill
 	}
 	if c.Expect == "" {
-		c.Expect = ExactlyOnce
+		c.Expect = verdict.ExactlyOnce
+	}
+	if c.Target.Kind == "" {
+		c.Target.Kind = TargetAll
+	}
+	if c.Target.Kind == TargetInstance && (c.Target.Instance < 1 || c.Target.Instance > c.Instances) {
+		return usagef("--target instance=%d: the run has instances 1 to %d", c.Target.Instance, c.Instances)
+	}
+	for i, a := range c.Recipients {
+		if strings.TrimSpace(a) == "" || strings.ContainsAny(a, "\r\n") {
+			return usagef("recipient %d (%q): want one address, not blank and without line breaks", i+1, a)
+		}
 	}
 	if c.Grace == 0 {
 		c.Grace = 5 * time.Second
@@ -270,6 +341,9 @@ func (c *Config) validate() error {
 	}
 	if c.Grace < 0 || c.Pause < 0 || c.Timeout < 0 || c.Stagger < 0 {
 		return usagef("durations must not be negative")
+	}
+	if c.StaggerAt < 0 || c.StaggerAt >= 100 || c.StaggerAt > 0 && c.Stagger > 0 {
+		return usagef("--stagger-at %v%%: want a share of the list above 0%% and below 100%%, and not with --stagger", c.StaggerAt)
 	}
 	if c.Campaign == "" {
 		c.Campaign = "onecopy-" + strconv.FormatUint(c.Seed, 10)

@@ -1,6 +1,7 @@
 package harness_test
 
 import (
+	"strings"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,14 +16,18 @@ func TestHarness(t *testing.T) {
 
 // onecopyBin is the onecopy binary, built once per suite: the built-in
 // senders run as `onecopy sender NAME`, and the CLI specs run it as users do.
-var onecopyBin string
+// goLedgerBin is examples/senders/go/ledger, a sender written apart from
+// onecopy.
+var onecopyBin, goLedgerBin string
 
 var _ = SynchronizedBeforeSuite(func() []byte {
 	bin, err := gexec.Build("github.com/onecopy/onecopy/cmd/onecopy")
 	Expect(err).NotTo(HaveOccurred())
-	return []byte(bin)
-}, func(bin []byte) {
-	onecopyBin = string(bin)
+	goLedger, err := gexec.Build("github.com/onecopy/onecopy/examples/senders/go/ledger")
+	Expect(err).NotTo(HaveOccurred())
+	return []byte(bin + "\n" + goLedger)
+}, func(bins []byte) {
+	onecopyBin, goLedgerBin, _ = strings.Cut(string(bins), "\n")
 })
 
 var _ = SynchronizedAfterSuite(func() {}, func() {

@@ -21,11 +21,13 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 var _ = Describe("The reports people read", func() {
 	// report runs cfg and writes its JSON and HTML reports into a temp dir.
-	report := func(ctx SpecContext, cfg harness.Config) (rep *harness.Report, jsonFile, htmlFile string) {
+	runReport := func(ctx SpecContext, cfg harness.Config) (rep *report.Report, jsonFile, htmlFile string) {
 		GinkgoHelper()
 		dir := GinkgoT().TempDir()
 		cfg.Timeout, cfg.Seed = 30*time.Second, 7
@@ -40,7 +42,7 @@ var _ = Describe("The reports people read", func() {
 
 	Describe("for the naive sender under the repro's chaos", Ordered, func() {
 		var (
-			rep      *harness.Report
+			rep      *report.Report
 			jsonFile string
 			doc      *html.Node
 		)
@@ -49,7 +51,7 @@ var _ = Describe("The reports people read", func() {
 			reject, err := fakesmtp.ParseFault("reject=rcpt000501@onecopy.test")
 			Expect(err).NotTo(HaveOccurred())
 			var htmlFile string
-			rep, jsonFile, htmlFile = report(ctx, harness.Config{
+			rep, jsonFile, htmlFile = runReport(ctx, harness.Config{
 				Command:    builtin("naive"),
 				Recipients: harness.Synthetic(1000),
 				Faults:     []fakesmtp.FaultSpec{reject},
@@ -69,11 +71,12 @@ var _ = Describe("The reports people read", func() {
 					Expect(c.Attempt).To(Equal(i+1), w.Address)
 					Expect(c.InDoubt).To(BeFalse(), "no kill, no in-doubt fault: %s copy %d", w.Address, i+1)
 					if i == 0 {
-						Expect(c.MessageIDRepeat).To(Equal("first"))
+						Expect(c.MessageIDRepeat).To(Equal(verdict.RepeatFirst))
 						Expect(c.After).To(Equal("first start"))
 						continue
 					}
-					Expect(c.MessageIDRepeat).To(Equal("new"), "the naive sender makes a new Message-ID each time")
+					Expect(c.MessageIDRepeat).To(Equal(verdict.RepeatNew), "the naive sender makes a new Message-ID each time")
+					Expect(c.Explained).To(BeFalse(), "nothing explains a repeat with a new Message-ID")
 					Expect(c.After).To(Equal("exit 1 after 550 for rcpt000501@onecopy.test"))
 					Expect(c.Session).NotTo(Equal(w.CopiesDetail[i-1].Session))
 				}
@@ -176,13 +179,13 @@ var _ = Describe("The reports people read", func() {
 
 	Describe("for the ledger sender killed at in-doubt moments", Ordered, func() {
 		var (
-			rep *harness.Report
+			rep *report.Report
 			doc *html.Node
 		)
 		BeforeAll(func(ctx SpecContext) {
 			By("killing the ledger sender twice between a message's commit and its 250")
 			var htmlFile string
-			rep, _, htmlFile = report(ctx, harness.Config{
+			rep, _, htmlFile = runReport(ctx, harness.Config{
 				Command:    builtin("ledger"),
 				Recipients: harness.Synthetic(300),
 				Kills:      kills("in-doubt=2"),
@@ -193,21 +196,27 @@ var _ = Describe("The reports people read", func() {
 			doc = parseHTML(htmlFile)
 		}, NodeTimeout(60*time.Second))
 
-		It("marks each extra copy in doubt, with the same Message-ID, sent by the attempt after the kill", func() {
+		It("explains each extra copy by the transaction in flight at the kill, sent again by the attempt after it", func() {
 			Expect(rep.Worst).To(HaveLen(2))
 			for _, w := range rep.Worst {
 				Expect(w.CopiesDetail).To(HaveLen(2), w.Address)
 				first, extra := w.CopiesDetail[0], w.CopiesDetail[1]
 				Expect(first.InDoubt).To(BeTrue(), "%s: the message in flight at the kill", w.Address)
-				Expect(extra.InDoubt).To(BeTrue(), "%s: the repeat of the message in flight", w.Address)
-				Expect(extra.MessageIDRepeat).To(Equal("same"))
+				Expect(extra.InDoubt).To(BeFalse(), "%s: the repeat was acknowledged", w.Address)
+				Expect(extra.Explained).To(BeTrue(), w.Address)
+				Expect(extra.ExplainedBy).NotTo(BeNil())
+				Expect(extra.ExplainedBy.Txn).To(Equal(first.Txn), "%s: explained by the first copy's transaction", w.Address)
+				Expect(extra.ExplainedBy.Cause).To(BeEquivalentTo("kill"))
+				Expect(extra.MessageIDRepeat).To(Equal(verdict.RepeatSame))
 				Expect(extra.Attempt).To(Equal(first.Attempt + 1))
-				Expect(extra.After).To(MatchRegexp(`^SIGKILL at \d+% \(--kill in-doubt, session \d+\)$`))
+				Expect(extra.After).To(MatchRegexp(`^SIGKILL at \d+% \(--kill in-doubt=2, session \d+\)$`))
 			}
+			Expect(rep.Explained).To(Equal(2))
+			Expect(rep.Unexplained).To(BeZero())
 		})
 
 		It("names the cause in one sentence", func() {
-			Expect(rep.Cause).To(Equal("2 extra copies, each the message in flight at a kill, same Message-ID: in-doubt"))
+			Expect(rep.Cause).To(Equal("2 extra copies, each a message in flight at a kill, same Message-ID: in doubt"))
 		})
 
 		It("marks each kill on the timeline, with its in-doubt event", func() {
@@ -227,8 +236,12 @@ var _ = Describe("The reports people read", func() {
 		It("shows the in-doubt copies in the worst table, and loads nothing from the network", func() {
 			rows := find(byID(doc, "worst"), func(n *html.Node) bool { return n.Data == "tr" && hasClass(n, "copy") })
 			Expect(rows).To(HaveLen(4))
-			for _, row := range rows {
-				Expect(attr(row, "data-in-doubt")).To(Equal("true"))
+			for i, row := range rows {
+				if i%2 == 0 {
+					Expect(attr(row, "data-in-doubt")).To(Equal("true"), "the copy in flight at the kill")
+				} else {
+					Expect(attr(row, "data-explained")).To(Equal("true"), "its repeat")
+				}
 			}
 			Expect(offline(doc)).To(Succeed())
 		})
@@ -236,7 +249,7 @@ var _ = Describe("The reports people read", func() {
 
 	It("traces copies to the instance whose child process holds the connection", func(ctx SpecContext) {
 		By("running two naive instances at once, each behind a shell that does not exec it")
-		rep, _, _ := report(ctx, harness.Config{
+		rep, _, _ := runReport(ctx, harness.Config{
 			Command:    []string{"/bin/sh", "-c", shellQuoted(onecopyBin) + " sender naive; exit $?"},
 			Recipients: harness.Synthetic(200),
 			Instances:  2,

@@ -13,8 +13,12 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/onecopy/onecopy/fakesmtp"
+	"github.com/onecopy/onecopy/history"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // Metrics are the collectors of runs and soaks, built once by NewMetrics and
@@ -61,11 +65,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onecopy_duplicate_copies_total",
-			Help: "Copies beyond the first that a recipient of the list received. in_doubt=\"true\": a repeat of a Message-ID the recipient already had, explained by an in-doubt event (a sender killed with a connection open, a reply lost after the server committed); no SMTP sender can rule those out. in_doubt=\"false\": a duplicate nothing explains (a new Message-ID, or more repeats than in-doubt events) - a bug in the sender. Repeats not yet explained are settled when the campaign ends.",
+			Help: "Copies beyond the first that a recipient of the list received, counted when its campaign ends. in_doubt=\"true\": explained by an earlier in-doubt transaction to that recipient with the same Message-ID (one copy per transaction: its client could not know it was delivered); no SMTP sender can rule those out. in_doubt=\"false\": a repeat no in-doubt transaction explains (a new Message-ID, or an address that was not in flight) - a bug in the sender.",
 		}, []string{"in_doubt"}),
 		inDoubt: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onecopy_in_doubt_events_total",
-			Help: "In-doubt events: moments after which neither the sender nor the server can know whether a message counts, by cause (kill: a sender killed with an SMTP connection open, one per connection; fault: a connection cut after the server accepted a message, or a 250 held back past the client's patience).",
+			Help: "In-doubt transactions: a transaction in flight (from its MAIL to the next MAIL or QUIT) when its session ended, so neither side can know whether its client learnt the outcome; by cause: kill (a scheduled SIGKILL), term (the sender ended after SIGTERM), escalated (SIGTERM, then SIGKILL after the grace), fault (a fault cut the session), client (the client went away on its own), server (an outage or timeout closed it).",
 		}, []string{"cause"}),
 		missing: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "onecopy_missing_recipients_total",
@@ -126,14 +130,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, v := range []string{"true", "false"} {
 		m.duplicates.WithLabelValues(v)
 	}
-	for _, c := range []string{"kill", "fault"} {
-		m.inDoubt.WithLabelValues(c)
+	for _, c := range []history.Cause{history.CauseKill, history.CauseTerm, history.CauseEscalate, history.CauseFault, history.CauseClient, history.CauseServer} {
+		m.inDoubt.WithLabelValues(string(c))
 	}
-	for _, l := range Levels() {
+	for _, l := range verdict.Levels() {
 		m.campaigns.WithLabelValues(string(l), "true")
 		m.campaigns.WithLabelValues(string(l), "false")
 	}
-	m.campaigns.WithLabelValues(string(Fail), "false")
+	m.campaigns.WithLabelValues(string(verdict.Fail), "false")
 	return m, nil
 }
 
@@ -146,104 +150,41 @@ func (m *Metrics) campaign(expected int) *campaignMetrics {
 	m.running.Set(1)
 	m.expected.Set(float64(expected))
 	m.delivered.Set(0)
-	return &campaignMetrics{m: m, seen: map[string]seen{}}
+	return &campaignMetrics{m: m}
 }
 
-// campaignMetrics follows one run: it turns deliveries into duplicates,
-// explained or not, as they happen.
-//
-// Why the oracle: the run needs, per recipient, how many copies and how
-// many distinct Message-IDs it has; the oracle already keeps exactly that,
-// so only recipients seen with two copies or more are remembered here.
+// campaignMetrics follows one run. Duplicates are counted when the run is
+// judged, from the verdict's accounting: whether a repeat is explained
+// depends on in-doubt transactions that are known only when their
+// sessions end, and the rule lives in one place.
 type campaignMetrics struct {
 	m *Metrics
 
-	mu        sync.Mutex
-	oracle    *fakesmtp.Oracle
-	seen      map[string]seen // recipients with 2 copies or more: what was last accounted for
-	coverage  int
-	inDoubt   int // in-doubt events so far
-	explained int // repeats counted as in doubt so far
-	pending   int // repeats no in-doubt event explains yet
+	mu       sync.Mutex
+	coverage int
 }
 
-type seen struct{ copies, ids int }
-
-// attach gives the campaign the server's oracle, once the server runs.
-func (c *campaignMetrics) attach(o *fakesmtp.Oracle) {
+// delivered accounts for one counted message of n copies, and how much of
+// the list now has a copy (coverage).
+func (c *campaignMetrics) delivered(n, coverage int) {
 	if c == nil {
 		return
 	}
-	c.mu.Lock()
-	c.oracle = o
-	c.mu.Unlock()
-}
-
-// delivered accounts for one counted message: its copies, the extra copies
-// among its recipients that are on the list (expected), and how much of the
-// list now has a copy (coverage).
-func (c *campaignMetrics) delivered(rcpts []string, expected func(string) bool, coverage int) {
-	if c == nil {
-		return
-	}
-	c.m.copies.Add(float64(len(rcpts)))
+	c.m.copies.Add(float64(n))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if coverage > c.coverage {
 		c.coverage = coverage
 		c.m.delivered.Set(float64(coverage))
 	}
-	if c.oracle == nil {
-		return
-	}
-	newIDs, repeats := 0, 0
-	for _, a := range rcpts {
-		if !expected(a) {
-			continue
-		}
-		// Read under c.mu, so successive reads of one address only grow;
-		// a concurrent delivery to it that this read already includes
-		// finds nothing left to account for.
-		r := c.oracle.Get(a)
-		if r.Copies < 2 {
-			continue
-		}
-		was := c.seen[a]
-		extra := r.Copies - max(was.copies, 1)
-		fresh := r.MessageIDs - max(was.ids, 1) // extra copies that brought a new Message-ID
-		c.seen[a] = seen{r.Copies, r.MessageIDs}
-		newIDs += fresh
-		repeats += extra - fresh
-	}
-	c.m.duplicates.WithLabelValues("false").Add(float64(newIDs))
-	c.pending += repeats
-	c.settle(false)
 }
 
-// settle counts pending repeats as in doubt while in-doubt events remain to
-// explain them; at the end of the campaign the rest are not in doubt.
-func (c *campaignMetrics) settle(final bool) {
-	if n := min(c.pending, c.inDoubt-c.explained); n > 0 {
-		c.explained += n
-		c.pending -= n
-		c.m.duplicates.WithLabelValues("true").Add(float64(n))
-	}
-	if final && c.pending > 0 {
-		c.m.duplicates.WithLabelValues("false").Add(float64(c.pending))
-		c.pending = 0
-	}
-}
-
-// doubt records n in-doubt events of a cause ("kill" or "fault").
-func (c *campaignMetrics) doubt(cause string, n int) {
-	if c == nil || n <= 0 {
+// doubt records an in-doubt transaction.
+func (c *campaignMetrics) doubt(cause history.Cause) {
+	if c == nil {
 		return
 	}
-	c.m.inDoubt.WithLabelValues(cause).Add(float64(n))
-	c.mu.Lock()
-	c.inDoubt += n
-	c.settle(false)
-	c.mu.Unlock()
+	c.m.inDoubt.WithLabelValues(string(cause)).Inc()
 }
 
 // signal records a scheduled kill or pause.
@@ -298,16 +239,15 @@ func (c *campaignMetrics) attempt(exit exitStatus, signalled bool) {
 // unexpected and duplicated. An interrupted campaign is not judged: its
 // unexplained repeats and its missing recipients say nothing about the
 // sender.
-func (c *campaignMetrics) judge(rep *Report) {
+func (c *campaignMetrics) judge(rep *report.Report, acc *verdict.Accounting) {
 	if c == nil || rep == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if rep.Ended == "interrupted" {
+	if rep.Outcome == report.OutcomeInterrupted {
 		return
 	}
-	c.settle(true)
+	c.m.duplicates.WithLabelValues("true").Add(float64(acc.Explained))
+	c.m.duplicates.WithLabelValues("false").Add(float64(acc.Unexplained))
 	c.m.campaigns.WithLabelValues(string(rep.Verdict), strconv.FormatBool(rep.Pass)).Inc()
 	c.m.missing.Add(float64(rep.Missing))
 	c.m.unexpected.Add(float64(rep.Unexpected))

@@ -24,6 +24,8 @@ import (
 
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // metricValue sums the samples of a gathered metric whose labels include
@@ -109,7 +111,7 @@ var _ = Describe("Run metrics", func() {
 		Expect(err).NotTo(HaveOccurred())
 	})
 
-	run := func(ctx SpecContext, cfg harness.Config) *harness.Report {
+	run := func(ctx SpecContext, cfg harness.Config) *report.Report {
 		GinkgoHelper()
 		cfg.Metrics = metrics
 		if cfg.Seed == 0 {
@@ -124,7 +126,7 @@ var _ = Describe("Run metrics", func() {
 
 	// checkReport checks what every run's metrics must agree on with its
 	// report.
-	checkReport := func(rep *harness.Report) {
+	checkReport := func(rep *report.Report) {
 		GinkgoHelper()
 		Expect(metricValue(reg, "onecopy_copies_total")).To(BeNumerically("==", rep.Copies))
 		Expect(metricValue(reg, "onecopy_smtp_copies_total")).To(BeNumerically("==", rep.Copies))
@@ -188,7 +190,7 @@ var _ = Describe("Run metrics", func() {
 		cut, err := fakesmtp.ParseFault("drop-after-data=0.05")
 		Expect(err).NotTo(HaveOccurred())
 		rep := run(ctx, harness.Config{Command: builtin("ledger"), Recipients: harness.Synthetic(300),
-			Kills: kills("in-doubt=2"), Faults: []fakesmtp.FaultSpec{cut}, Expect: harness.EffectivelyOnce, Seed: 3})
+			Kills: kills("in-doubt=2"), Faults: []fakesmtp.FaultSpec{cut}, Expect: verdict.EffectivelyOnce, Seed: 3})
 		Expect(rep.Pass).To(BeTrue(), rep.Reason)
 		Expect(rep.InDoubt).To(BeNumerically(">", 0))
 		Expect(metricValue(reg, "onecopy_duplicate_copies_total", "in_doubt", "false")).To(BeZero())

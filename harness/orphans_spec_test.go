@@ -1,7 +1,6 @@
 // Specs for process supervision: no sender, nor anything it started, outlives
 // a run, whether the run times out, is cancelled, or the harness itself is
-// killed; and Ctrl-C still writes the report (ROBUSTNESS.md, "Harness:
-// process supervision").
+// killed; and Ctrl-C still writes the report (docs/containment.md).
 
 package harness_test
 
@@ -22,6 +21,7 @@ import (
 	"github.com/onsi/gomega/gexec"
 
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
 )
 
 var _ = Describe("Process supervision", func() {
@@ -83,7 +83,7 @@ var _ = Describe("Process supervision", func() {
 		runCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		type result struct {
-			rep *harness.Report
+			rep *report.Report
 			err error
 		}
 		done := make(chan result, 1)
@@ -117,6 +117,48 @@ var _ = Describe("Process supervision", func() {
 
 		By("checking the sender and its grandchild are dead")
 		allGone(ctx, child, grandchild)
+	}, NodeTimeout(60*time.Second))
+
+	It("keeps in the history every copy the sender was told about when the harness itself is SIGKILLed", func(ctx SpecContext) {
+		work := GinkgoT().TempDir()
+		ledger := filepath.Join(work, "state", "ledger.log")
+		By("running a sender that records each message after its 250, on a long list")
+		cmd := exec.Command(onecopyBin, "run", "--recipients", "100000", "--timeout", "1m", "--work-dir", work, "--", goLedgerBin)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { session.Kill() })
+		Eventually(func() int { b, _ := os.ReadFile(ledger); return strings.Count(string(b), "\n") }).
+			WithContext(ctx).WithTimeout(20 * time.Second).Should(BeNumerically(">=", 300))
+
+		By("killing the harness with SIGKILL mid-run: nothing is flushed on the way out")
+		session.Kill()
+		Eventually(session).WithContext(ctx).WithTimeout(10 * time.Second).Should(gexec.Exit())
+		// The watchdog kills the sender: once its ledger stops growing, it
+		// has recorded all it will.
+		var acked []byte
+		Eventually(func() bool {
+			b, _ := os.ReadFile(ledger)
+			same := len(b) == len(acked)
+			acked = b
+			return same
+		}).WithContext(ctx).WithTimeout(10 * time.Second).WithPolling(200 * time.Millisecond).Should(BeTrue())
+
+		By("checking every message the sender saw acknowledged is a copy in the history")
+		copied := map[string]bool{}
+		for _, ev := range readHistory(filepath.Join(work, "history.jsonl")) {
+			for _, r := range ev.Recipients {
+				copied[r] = true
+			}
+		}
+		n := 0
+		for _, line := range strings.Fields(string(acked)) {
+			k, err := strconv.Atoi(line)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(copied).To(HaveKey(fmt.Sprintf("rcpt%06d@onecopy.test", k+1)), "batch %d was acknowledged to the sender but is not in the history", k)
+			n++
+		}
+		Expect(n).To(BeNumerically(">=", 300))
 	}, NodeTimeout(60*time.Second))
 
 	It("leaves no process behind when the harness itself is SIGKILLed", func(ctx SpecContext) {

@@ -1,39 +1,42 @@
-// Sender processes: each in its own process group, started from a goroutine
-// locked to its OS thread (Pdeathsig follows the thread, not the process),
-// reaped exactly once, with the whole group killed when the leader exits
-// and a watchdog that kills every group if the harness itself dies.
+// Sender processes: each attempt is started by the containment supervisor
+// (package contain, docs/containment.md), which holds every process the
+// attempt starts, whatever group or session it moves to: a kill or a pause
+// reaches all of them, an attempt ends only when none is left, and nothing
+// outlives the run, even a SIGKILL of onecopy.
 
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/prometheus/procfs"
+
+	"github.com/onecopy/onecopy/harness/contain"
+	"github.com/onecopy/onecopy/history"
 )
 
 // proc is one attempt of one sender instance.
 type proc struct {
 	instance, attempt int
 	pid               int
-	started           time.Time
+	a                 *contain.Attempt
 	out               *tail
-	done              chan struct{} // closed once the process is reaped
-	exit              exitStatus    // valid after done
+	done              <-chan struct{} // closed once no process of the attempt is left
+	exit              exitStatus      // valid after done
 
 	// Set by the run under its mutex.
-	signalled bool // a scheduled KILL or TERM hit it: restart, not a failure
+	signalled bool   // a scheduled KILL or TERM hit it: restart, not a failure
+	hitBy     Signal // the signal that did
+	escalated bool   // its TERM's grace ran out: it was SIGKILLed
 	paused    bool
+	chaos     *history.Chaos // the last signal or fault it met
+	escaped   []string       // what of it outlived a kill
 }
 
 type exitStatus struct {
@@ -42,6 +45,9 @@ type exitStatus struct {
 	Err      string // start or wait problems
 	Duration time.Duration
 }
+
+// ok reports whether the attempt completed: exit 0, no problem waiting.
+func (e exitStatus) ok() bool { return e.Code == 0 && e.Signal == "" && e.Err == "" }
 
 func (e exitStatus) String() string {
 	switch {
@@ -53,61 +59,28 @@ func (e exitStatus) String() string {
 	return "exit " + strconv.Itoa(e.Code)
 }
 
-// startProc starts argv and returns once it runs (or failed to start). The
-// process is reaped in the background; done is closed after that.
-func startProc(ctx context.Context, argv, env []string, out *tail, wd *watchdog) (*proc, error) {
-	p := &proc{out: out, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig is delivered when the thread that forked the child ends:
-		// keep this goroutine on its thread until the child is reaped.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer close(p.done)
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 2 * time.Second // a grandchild holding our pipes cannot hang Wait
-		if err := cmd.Start(); err != nil {
-			p.exit = exitStatus{Code: -1, Err: fmt.Sprintf("starting %q: %v", argv[0], err)}
-			started <- err
-			return
-		}
-		p.pid, p.started = cmd.Process.Pid, time.Now()
-		wd.add(p.pid)
-		started <- nil
-		// Wait without reaping, so the group id cannot be reused while we
-		// kill what the leader left behind; then reap.
-		for {
-			var info unix.Siginfo
-			err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-			if !errors.Is(err, syscall.EINTR) {
-				break
-			}
-		}
-		syscall.Kill(-p.pid, syscall.SIGKILL)
-		err := cmd.Wait()
-		wd.remove(p.pid)
-		p.exit = status(cmd, err)
-		p.exit.Duration = time.Since(p.started)
-	}()
-	if err := <-started; err != nil {
+// startProc starts argv as an attempt and returns once it runs (or failed
+// to start). exit is filled in before done is closed.
+func startProc(ctx context.Context, sup *contain.Supervisor, argv, env []string, out *tail) (*proc, error) {
+	a, err := sup.Start(ctx, contain.Spec{Argv: argv, Env: env, Stdout: out, Stderr: out})
+	if err != nil {
 		return nil, err
 	}
+	done := make(chan struct{})
+	p := &proc{pid: a.Pid(), a: a, out: out, done: done}
+	go func() {
+		<-a.Done()
+		e := a.Exit()
+		p.exit = exitStatus{Code: e.Code, Duration: e.Duration}
+		if e.Signal != 0 {
+			p.exit.Signal = "SIG" + signalName(e.Signal)
+		}
+		if e.Err != nil {
+			p.exit.Err = e.Err.Error()
+		}
+		close(done)
+	}()
 	return p, nil
-}
-
-func status(cmd *exec.Cmd, err error) exitStatus {
-	st := exitStatus{Code: cmd.ProcessState.ExitCode()}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		st.Signal = "SIG" + signalName(ws.Signal())
-	}
-	if err != nil && !errors.As(err, new(*exec.ExitError)) {
-		st.Err = err.Error() // e.g. exec.ErrWaitDelay: a grandchild kept the pipes open
-	}
-	return st
 }
 
 func signalName(s syscall.Signal) string {
@@ -128,14 +101,21 @@ func signalName(s syscall.Signal) string {
 	return strconv.Itoa(int(s))
 }
 
-// signal sends sig to the process group, if it still runs.
+// signal sends sig to every process of the attempt, if it still runs: a
+// STOP freezes the whole attempt, a CONT thaws it.
 func (p *proc) signal(sig syscall.Signal) bool {
-	select {
-	case <-p.done:
-		return false
+	var err error
+	switch sig {
+	case syscall.SIGSTOP:
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = p.a.Freeze(ctx)
+		cancel()
+	case syscall.SIGCONT:
+		err = p.a.Thaw()
 	default:
+		err = p.a.Signal(sig)
 	}
-	return syscall.Kill(-p.pid, sig) == nil
+	return err == nil
 }
 
 // outlives waits d and reports whether the process is still there then.
@@ -148,6 +128,35 @@ func (p *proc) outlives(d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// gone reports whether the attempt's leader has exited, reaped or not
+// (a zombie is gone too).
+func (p *proc) gone() bool {
+	if !p.running() {
+		return true
+	}
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return false
+	}
+	proc, err := fs.Proc(p.pid)
+	if err != nil {
+		return true
+	}
+	st, err := proc.Stat()
+	return err != nil || st.State == "Z"
+}
+
+// members are the live processes of the attempt, its leader first.
+func (p *proc) members() []int {
+	pids := []int{p.pid}
+	for _, m := range p.a.Members() {
+		if m.Pid != p.pid {
+			pids = append(pids, m.Pid)
+		}
+	}
+	return pids
 }
 
 func (p *proc) running() bool {
@@ -211,64 +220,4 @@ func (t *tail) Lines() []string {
 		out = append(out, string(t.part))
 	}
 	return out
-}
-
-// watchdog is a tiny shell process that outlives the harness by design: it
-// learns every sender's process group on its stdin and, when stdin closes
-// without a "done" (the harness was killed, even by SIGKILL), kills them all.
-// The kill is spelled "kill -s KILL -- -PGID": dash (Debian's /bin/sh)
-// rejects "kill -KILL -- -PGID" with "Illegal number", which left every
-// group alive; the -s form works in dash, bash and busybox alike.
-type watchdog struct {
-	mu  sync.Mutex
-	w   io.WriteCloser
-	bw  *bufio.Writer
-	cmd *exec.Cmd
-}
-
-const watchdogScript = `trap '' INT TERM HUP
-g=""
-while read -r op p; do
-  case "$op" in
-    +) g="$g $p" ;;
-    -) n=""; for x in $g; do [ "$x" = "$p" ] || n="$n $x"; done; g="$n" ;;
-    done) exit 0 ;;
-  esac
-done
-for x in $g; do kill -s KILL -- "-$x" 2>/dev/null; done`
-
-func startWatchdog() (*watchdog, error) {
-	cmd := exec.Command("/bin/sh", "-c", watchdogScript)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	w, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the process watchdog (/bin/sh): %w", err)
-	}
-	return &watchdog{w: w, bw: bufio.NewWriter(w), cmd: cmd}, nil
-}
-
-func (wd *watchdog) send(line string) {
-	if wd == nil {
-		return
-	}
-	wd.mu.Lock()
-	defer wd.mu.Unlock()
-	wd.bw.WriteString(line)
-	wd.bw.Flush()
-}
-
-func (wd *watchdog) add(pgid int)    { wd.send("+ " + strconv.Itoa(pgid) + "\n") }
-func (wd *watchdog) remove(pgid int) { wd.send("- " + strconv.Itoa(pgid) + "\n") }
-
-// stop dismisses the watchdog after every group has been reaped.
-func (wd *watchdog) stop() {
-	if wd == nil {
-		return
-	}
-	wd.send("done\n")
-	wd.w.Close()
-	wd.cmd.Wait()
 }

@@ -7,7 +7,6 @@ package harness_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,12 +17,15 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/history"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 var _ = Describe("Run", func() {
 	// run runs cfg in a fresh work directory (so the history is kept) and
 	// prints the summary for a failing spec.
-	run := func(ctx context.Context, cfg harness.Config) *harness.Report {
+	run := func(ctx context.Context, cfg harness.Config) *report.Report {
 		GinkgoHelper()
 		if cfg.WorkDir == "" {
 			cfg.WorkDir = GinkgoT().TempDir()
@@ -58,8 +60,8 @@ var _ = Describe("Run", func() {
 			Expect(rep.Attempts).To(Equal(2))
 			// The rerun from recipient 1 covers the tail, so nothing is
 			// missing: the strongest level left is at-least-once.
-			Expect(rep.Verdict).To(Equal(harness.AtLeastOnce))
-			Expect(rep.Holds).To(Equal([]harness.Level{harness.AtLeastOnce}))
+			Expect(rep.Verdict).To(Equal(verdict.AtLeastOnce))
+			Expect(rep.Holds).To(Equal([]verdict.Level{verdict.AtLeastOnce}))
 			Expect(rep.Missing).To(BeZero())
 			Expect(rep.Duplicated).To(BeNumerically(">=", 100))
 
@@ -85,7 +87,7 @@ var _ = Describe("Run", func() {
 			Expect(rep.Attempts).To(Equal(2))
 			Expect(rep.Histogram).To(Equal(map[string]int{"2": 200}))
 			Expect(rep.Duplicated).To(Equal(200))
-			Expect(rep.Verdict).To(Equal(harness.AtLeastOnce))
+			Expect(rep.Verdict).To(Equal(verdict.AtLeastOnce))
 			Expect(rep.Pass).To(BeFalse())
 		}, NodeTimeout(60*time.Second))
 	})
@@ -99,7 +101,7 @@ var _ = Describe("Run", func() {
 					Recipients: harness.Synthetic(400),
 					Kills:      kills(kill),
 					Seed:       7,
-					Expect:     harness.EffectivelyOnce,
+					Expect:     verdict.EffectivelyOnce,
 				})
 
 				By("checking it restarted after every kill and completed")
@@ -113,7 +115,7 @@ var _ = Describe("Run", func() {
 
 				By("checking effectively-once: nothing missing, repeats only as many as in-doubt events, same Message-ID")
 				Expect(rep.Pass).To(BeTrue(), rep.Reason)
-				Expect(rep.Holds).To(ContainElement(harness.EffectivelyOnce))
+				Expect(rep.Holds).To(ContainElement(verdict.EffectivelyOnce))
 				Expect(rep.Missing).To(BeZero())
 				Expect(rep.Unexpected).To(BeZero())
 				Expect(rep.InDoubt).To(BeNumerically(">", 0))
@@ -134,7 +136,7 @@ var _ = Describe("Run", func() {
 				Command:    builtin("ledger"),
 				Recipients: harness.Synthetic(200),
 				Kills:      kills("in-doubt=3"),
-				Expect:     harness.ExactlyOnce,
+				Expect:     verdict.ExactlyOnce,
 			})
 
 			By("checking each in-doubt kill left exactly one repeat of the same message")
@@ -144,11 +146,11 @@ var _ = Describe("Run", func() {
 			Expect(rep.InDoubt).To(BeNumerically(">=", 3))
 
 			By("checking the verdict and why exactly-once was out of reach")
-			Expect(rep.Verdict).To(Equal(harness.EffectivelyOnce))
-			Expect(rep.Holds).NotTo(ContainElement(harness.ExactlyOnce))
+			Expect(rep.Verdict).To(Equal(verdict.EffectivelyOnce))
+			Expect(rep.Holds).NotTo(ContainElement(verdict.ExactlyOnce))
 			Expect(rep.Pass).To(BeFalse())
 			Expect(rep.Reason).To(ContainSubstring("in-doubt"))
-			Expect(rep.Reason).To(ContainSubstring("only because of in-doubt events"))
+			Expect(rep.Reason).To(ContainSubstring("only because of in-doubt transactions"))
 		}, NodeTimeout(60*time.Second))
 
 		It("reaches exactly-once under --signal TERM --grace 5s", func(ctx SpecContext) {
@@ -166,13 +168,13 @@ var _ = Describe("Run", func() {
 			Expect(rep.Restarts).To(Equal(3))
 			Expect(rep.InDoubt).To(BeZero())
 			for _, ev := range readHistory(rep.History) {
-				if ev.Type == "signal" {
-					Expect(ev.Signal).To(Equal("SIGTERM"), ev.Reason)
+				if ev.Kind == history.KindSignal {
+					Expect(ev.Signal.Name).To(Equal("SIGTERM"), "%+v", ev.Signal)
 				}
 			}
 
 			By("checking exactly-once")
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Pass).To(BeTrue())
 			Expect(rep.Copies).To(BeEquivalentTo(400))
 		}, NodeTimeout(60*time.Second))
@@ -187,7 +189,7 @@ var _ = Describe("Run", func() {
 
 			By("checking the ledger resent each killed message once: exactly-once")
 			Expect(rep.Kills).To(Equal(3))
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Pass).To(BeTrue())
 			Expect(rep.Copies).To(BeEquivalentTo(300))
 
@@ -195,25 +197,26 @@ var _ = Describe("Run", func() {
 			hist := readHistory(rep.History)
 			copiesBySession := map[uint64]int{}
 			for _, ev := range hist {
-				if ev.Type == "copy" {
+				if ev.Kind == history.KindCopy {
 					copiesBySession[ev.Session] += 1
 				}
 			}
 			kills := 0
 			for i, ev := range hist {
-				if ev.Type != "signal" || !strings.Contains(ev.Reason, "during-data") {
+				if ev.Kind != history.KindSignal || ev.Point == nil || ev.Point.Kind != "during-data" {
 					continue
 				}
 				kills++
-				Expect(ev.Signal).To(Equal("SIGKILL"))
-				Expect(ev.Sessions).To(HaveLen(1), ev.Reason)
-				s := ev.Sessions[0]
-				Expect(s.Moment).To(Equal("data-streaming"), ev.Reason)
+				Expect(ev.Signal.Name).To(Equal("SIGKILL"))
+				Expect(ev.Signal.Sessions).To(HaveLen(1), "%+v", ev.Signal)
+				s := ev.Signal.Sessions[0]
+				Expect(s.ID).To(Equal(ev.Point.Session))
+				Expect(s.Moment).To(Equal("data-streaming"), "%+v", ev.Signal)
 				// Every copy of that session was accepted before the kill...
-				Expect(copiesBySession[s.ID]).To(Equal(s.Messages), ev.Reason)
+				Expect(copiesBySession[s.ID]).To(Equal(s.Messages), "%+v", ev.Signal)
 				// ...and none after it.
 				for _, later := range hist[i+1:] {
-					if later.Type == "copy" {
+					if later.Kind == history.KindCopy {
 						Expect(later.Session).NotTo(Equal(s.ID), "a copy counted on killed session %d", s.ID)
 					}
 				}
@@ -242,7 +245,10 @@ var _ = Describe("Run", func() {
 			By("checking the history has SIGSTOP, then SIGCONT after the pause")
 			var stop, cont time.Time
 			for _, ev := range readHistory(rep.History) {
-				switch ev.Signal {
+				if ev.Kind != history.KindSignal {
+					continue
+				}
+				switch ev.Signal.Name {
 				case "SIGSTOP":
 					stop = ev.T
 				case "SIGCONT":
@@ -253,7 +259,7 @@ var _ = Describe("Run", func() {
 			Expect(cont).NotTo(BeZero())
 			Expect(cont.Sub(stop)).To(BeNumerically(">=", 300*time.Millisecond))
 
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Pass).To(BeTrue())
 		}, NodeTimeout(60*time.Second))
 	})
@@ -277,7 +283,7 @@ var _ = Describe("Run", func() {
 				Expect(a.Exit).To(Equal("exit 1"))
 				Expect(a.Output).To(ContainElement(ContainSubstring("gives up")))
 			}
-			Expect(rep.Verdict).To(Equal(harness.Fail))
+			Expect(rep.Verdict).To(Equal(verdict.Fail))
 			Expect(rep.Missing).To(Equal(10))
 		}, NodeTimeout(60*time.Second))
 
@@ -295,7 +301,7 @@ var _ = Describe("Run", func() {
 			Expect(rep.Kills).To(Equal(3))
 			Expect(rep.Restarts).To(Equal(3))
 			Expect(rep.Attempts).To(Equal(4))
-			Expect(rep.Holds).To(ContainElement(harness.EffectivelyOnce))
+			Expect(rep.Holds).To(ContainElement(verdict.EffectivelyOnce))
 		}, NodeTimeout(60*time.Second))
 
 		It("keeps the ledger sender exactly-once with --instances 2", func(ctx SpecContext) {
@@ -309,7 +315,7 @@ var _ = Describe("Run", func() {
 			By("checking the second instance sent nothing twice")
 			Expect(rep.Ended).To(Equal("completed"))
 			Expect(rep.Attempts).To(Equal(2))
-			Expect(rep.Verdict).To(Equal(harness.ExactlyOnce), rep.Reason)
+			Expect(rep.Verdict).To(Equal(verdict.ExactlyOnce), rep.Reason)
 			Expect(rep.Histogram).To(Equal(map[string]int{"1": 300}))
 		}, NodeTimeout(60*time.Second))
 
@@ -326,7 +332,7 @@ var _ = Describe("Run", func() {
 			}
 			rep := run(ctx, cfg)
 			Expect(rep.Ended).To(Equal("completed"))
-			Expect(rep.Holds).To(ContainElement(harness.EffectivelyOnce), rep.Reason)
+			Expect(rep.Holds).To(ContainElement(verdict.EffectivelyOnce), rep.Reason)
 
 			By("reading what each start saw")
 			f, err := os.Open(filepath.Join(cfg.WorkDir, "state", "contract.log"))
@@ -378,42 +384,19 @@ func testdata(name string) string {
 	return p
 }
 
-// histEvent is a history line as the specs read it (fakesmtp.Moment has no
-// UnmarshalText, so sessions are decoded here with the moment as text).
-type histEvent struct {
-	T        time.Time `json:"t"`
-	Type     string    `json:"type"`
-	Instance int       `json:"instance"`
-	Attempt  int       `json:"attempt"`
-	PIDs     []int     `json:"pids"`
-	Signal   string    `json:"signal"`
-	Session  uint64    `json:"session"`
-	InDoubt  int       `json:"in_doubt"`
-	Reason   string    `json:"reason"`
-	Sessions []struct {
-		ID       uint64 `json:"id"`
-		Moment   string `json:"moment"`
-		Messages int    `json:"messages"`
-	} `json:"sessions"`
+// example is the absolute path of a sender under examples/senders.
+func example(name string) string {
+	GinkgoHelper()
+	p, err := filepath.Abs(filepath.Join("..", "examples", "senders", name))
+	Expect(err).NotTo(HaveOccurred())
+	Expect(p).To(BeAnExistingFile())
+	return p
 }
 
 // readHistory reads a run's history.jsonl, in the order it was written.
-func readHistory(path string) []histEvent {
+func readHistory(path string) []history.Event {
 	GinkgoHelper()
-	f, err := os.Open(path)
-	Expect(err).NotTo(HaveOccurred())
-	defer f.Close()
-	var evs []histEvent
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev histEvent
-		Expect(json.Unmarshal(sc.Bytes(), &ev)).To(Succeed(), sc.Text())
-		evs = append(evs, ev)
-	}
-	Expect(sc.Err()).NotTo(HaveOccurred())
-	Expect(evs).NotTo(BeEmpty())
-	Expect(evs[0].Type).To(Equal("run"))
-	Expect(evs[len(evs)-1].Type).To(Equal("end"))
+	var evs []history.Event
+	Expect(history.File(path).Scan(func(ev history.Event) error { evs = append(evs, ev); return nil })).To(Succeed())
 	return evs
 }

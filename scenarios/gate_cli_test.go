@@ -9,11 +9,10 @@ import (
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/reporters"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
-
-	"github.com/onsi/ginkgo/v2/reporters"
 )
 
 var _ = Describe("onecopy gate", func() {

@@ -68,7 +68,7 @@ var _ = Describe("the catalog", func() {
 		}
 		Expect(len(names)).To(BeNumerically(">=", 15))
 		for _, row := range []int{1, 2, 3, 6, 7, 9, 10, 11, 12, 13, 15, 17, 18, 20} {
-			Expect(covered).To(HaveKey(row), "FAILURE_MODES.md row %d has no scenario", row)
+			Expect(covered).To(HaveKey(row), "docs/failure-modes.md row %d has no scenario", row)
 		}
 	})
 
@@ -79,7 +79,7 @@ var _ = Describe("the catalog", func() {
 		for _, s := range got {
 			names = append(names, s.Name)
 		}
-		Expect(names).To(ConsistOf("paused-worker", "two-instances"))
+		Expect(names).To(ConsistOf("paused-worker", "second-worker", "two-instances"))
 		_, err = scenarios.Select(scenarios.Catalog(), []string{"nope"}, nil)
 		Expect(err).To(MatchError(ContainSubstring(`"nope"`)))
 	})

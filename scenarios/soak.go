@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // SoakOptions say how to soak a sender. The embedded Options say how each
@@ -53,7 +55,7 @@ type SoakCampaign struct {
 	Index    int    // 1-based
 	Scenario string // the scenario it drew
 	Seed     uint64 // its own seed: `onecopy gate --only SCENARIO --seed SEED` replays it
-	Report   *harness.Report
+	Report   *report.Report
 	// ReportFile is where its JSON report was written, if anywhere.
 	ReportFile string
 	// Interrupted is set when the soak was stopped during this campaign:
@@ -377,7 +379,7 @@ func parseCustom(entry string, n int) (Scenario, error) {
 	fs.IntVar(&s.Instances, "instances", 1, "")
 	fs.DurationVar(&s.Stagger, "stagger", 0, "")
 	fs.IntVar(&s.Retries, "retries", 0, "")
-	fs.StringVar(&expect, "expect", string(harness.ExactlyOnce), "")
+	fs.StringVar(&expect, "expect", string(verdict.ExactlyOnce), "")
 	if err := fs.Parse(strings.Fields(entry)); err != nil {
 		return s, err
 	}
@@ -388,7 +390,7 @@ func parseCustom(entry string, n int) (Scenario, error) {
 	if s.Signal, err = harness.ParseSignal(signal); err != nil {
 		return s, err
 	}
-	if s.Expect, err = harness.ParseLevel(expect); err != nil {
+	if s.Expect, err = verdict.ParseLevel(expect); err != nil {
 		return s, err
 	}
 	switch {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -29,7 +30,19 @@ const (
 	VarAttempt = "ONECOPY_ATTEMPT"
 	// VarInstance is the 1-based instance number when several run at once.
 	VarInstance = "ONECOPY_INSTANCE"
+	// VarAPIURL is the base URL of the fake email provider APIs over HTTP
+	// (http://127.0.0.1:PORT): point a provider SDK's endpoint at it.
+	VarAPIURL = "ONECOPY_API_URL"
+	// VarSMTPTLSCA is the path of the PEM certificate that signs the fake
+	// SMTP server's TLS certificate (STARTTLS and implicit TLS).
+	VarSMTPTLSCA = "ONECOPY_SMTP_TLS_CA"
 )
+
+// Vars lists every variable of the contract, in the order Environ writes
+// them.
+func Vars() []string {
+	return []string{VarSMTPAddr, VarRecipients, VarStateDir, VarCampaign, VarAttempt, VarInstance, VarAPIURL, VarSMTPTLSCA}
+}
 
 // Env is the environment contract as seen by a sender.
 type Env struct {
@@ -39,6 +52,8 @@ type Env struct {
 	Campaign       string // campaign id, stable across restarts
 	Attempt        int    // 1-based start number
 	Instance       int    // 1-based instance number
+	APIURL         string // base URL of the fake provider APIs; "" when not given
+	SMTPTLSCA      string // path of the CA certificate of the SMTP server's TLS; "" when not given
 }
 
 // EnvFrom reads and validates the contract variables through getenv (usually
@@ -72,10 +87,17 @@ func EnvFrom(getenv func(string) string) (Env, error) {
 		Campaign:       required(VarCampaign),
 		Attempt:        positive(VarAttempt),
 		Instance:       positive(VarInstance),
+		APIURL:         strings.TrimSpace(getenv(VarAPIURL)),
+		SMTPTLSCA:      strings.TrimSpace(getenv(VarSMTPTLSCA)),
 	}
 	if env.SMTPAddr != "" {
 		if _, port, err := net.SplitHostPort(env.SMTPAddr); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("%s=%q is not host:port (for example 127.0.0.1:2525)", VarSMTPAddr, env.SMTPAddr))
+		}
+	}
+	if env.APIURL != "" {
+		if u, err := url.Parse(env.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s=%q is not a base URL (for example http://127.0.0.1:8025)", VarAPIURL, env.APIURL))
 		}
 	}
 	if strings.ContainsFunc(env.Campaign, unicode.IsControl) {
@@ -87,9 +109,11 @@ func EnvFrom(getenv func(string) string) (Env, error) {
 	return env, nil
 }
 
-// Environ returns env as KEY=value strings, ready for exec.Cmd.Env.
+// Environ returns env as KEY=value strings, ready for exec.Cmd.Env: the
+// one place the harness spells the contract. Optional variables left
+// empty are left out.
 func (e Env) Environ() []string {
-	return []string{
+	env := []string{
 		VarSMTPAddr + "=" + e.SMTPAddr,
 		VarRecipients + "=" + e.RecipientsFile,
 		VarStateDir + "=" + e.StateDir,
@@ -97,6 +121,13 @@ func (e Env) Environ() []string {
 		VarAttempt + "=" + strconv.Itoa(e.Attempt),
 		VarInstance + "=" + strconv.Itoa(e.Instance),
 	}
+	if e.APIURL != "" {
+		env = append(env, VarAPIURL+"="+e.APIURL)
+	}
+	if e.SMTPTLSCA != "" {
+		env = append(env, VarSMTPTLSCA+"="+e.SMTPTLSCA)
+	}
+	return env
 }
 
 // ReadList returns the addresses in the list file at path, in list order,

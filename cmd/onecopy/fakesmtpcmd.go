@@ -11,45 +11,70 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/spf13/cobra"
+
 	"github.com/onecopy/onecopy/fakesmtp"
 )
 
-func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("onecopy fakesmtp", stderr)
+func fakesmtpCommand(code *int) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fakesmtp [flags]",
+		Short: "the counting fake SMTP server (and providers' HTTP APIs) on its own",
+		Long: `Serves the counting fake SMTP server, the providers' send APIs (SES, SendGrid, Mailgun,
+Postmark, Resend; docs/providers.md), the counts API and /metrics, until Ctrl-C: for test
+frameworks in any language (docs/fakesmtp.md).`,
+		Example: `  onecopy fakesmtp --smtp 127.0.0.1:2525 --http 127.0.0.1:8025
+  curl -s 127.0.0.1:8025/api/v1/recipients
+  onecopy fakesmtp --journal counts.jsonl --fault greylist`,
+		Args: cobra.NoArgs,
+	}
+	fs := cmd.Flags()
 	smtpAddr := fs.String("smtp", "127.0.0.1:2525", "SMTP listen `ADDR`")
-	httpAddr := fs.String("http", "127.0.0.1:8025", "counts API and /metrics listen `ADDR` (empty: none)")
+	httpAddr := fs.String("http", "127.0.0.1:8025", "counts API, providers' APIs and /metrics listen `ADDR` (empty: none)")
 	journal := fs.String("journal", "", "append every counted copy to `FILE` (synced before the 250) and replay it at start")
-	var faults multiFlag
-	fs.Var(&faults, "fault", "SMTP fault (repeatable): "+fakesmtp.FaultForms+" (outage: use the HTTP API)")
+	faults := fs.StringArray("fault", nil, "SMTP fault (repeatable): "+fakesmtp.FaultForms+" (outage: use the HTTP API)")
 	seed := fs.Uint64("seed", 1, "seed for random faults")
 	maxSize := fs.Int("max-size", 10<<20, "largest message accepted, in bytes")
-	verbose := fs.Bool("v", false, "log protocol errors and faults to stderr")
+	verbose := fs.BoolP("verbose", "v", false, "log protocol errors and faults to stderr")
 	token := fs.String("token", "", "API `TOKEN` the HTTP API requires (as Authorization: Bearer) of requests that change state; default $ONECOPY_API_TOKEN; needed when --http is not a loopback address")
 	procs := fs.Int("procs", 1, "`N` threads run the server's Go code (GOMAXPROCS); 0 keeps Go's default of one per CPU")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		*code = serveFake(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), fakeFlags{*smtpAddr, *httpAddr, *journal, *faults, *seed, *maxSize, *verbose, *procs, *token})
+		return nil
 	}
+	return cmd
+}
+
+type fakeFlags struct {
+	smtpAddr, httpAddr, journal string
+	faults                      []string
+	seed                        uint64
+	maxSize                     int
+	verbose                     bool
+	procs                       int
+	token                       string
+}
+
+func serveFake(ctx context.Context, stdout, stderr io.Writer, ff fakeFlags) int {
+	smtpAddr, httpAddr, journal, faults, seed, maxSize, verbose, procs, token := &ff.smtpAddr, &ff.httpAddr, &ff.journal, ff.faults, &ff.seed, &ff.maxSize, &ff.verbose, &ff.procs, &ff.token
 	// One thread by default, like smtp-sink's single event loop: SMTP is
 	// ping-pong, each reply a few microseconds of work, and with more
 	// threads Go's scheduler spends as much again waking and parking them,
 	// on the cores the sender under test needs (docs/PERFORMANCE.md).
 	if *procs < 0 {
-		return failed(stderr, usageErr("--procs %d: want 0 (one per CPU) or more", *procs))
+		return failed(stderr, nil, usageErr("--procs %d: want 0 (one per CPU) or more", *procs))
 	}
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs)
-	}
-	if fs.NArg() > 0 {
-		return failed(stderr, usageErr("fakesmtp takes no arguments (got %q)", fs.Args()))
 	}
 	var specs []fakesmtp.FaultSpec
 	for _, s := range faults {
 		spec, err := fakesmtp.ParseFault(s)
 		if err != nil {
-			return failed(stderr, usageErr("%v", err))
+			return failed(stderr, nil, usageErr("%v", err))
 		}
 		if spec.Kind == "outage" {
-			return failed(stderr, usageErr("--fault %s: a standalone server has no list to measure PCT against; use POST /api/v1/outage?for=DUR", s))
+			return failed(stderr, nil, usageErr("--fault %s: a standalone server has no list to measure PCT against; use POST /api/v1/outage?for=DUR", s))
 		}
 		specs = append(specs, spec)
 	}
@@ -64,7 +89,7 @@ func fakesmtpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	srv, err := fakesmtp.Start(ctx, opts)
 	if err != nil {
-		return failed(stderr, err)
+		return failed(stderr, nil, err)
 	}
 	fmt.Fprintf(stdout, "onecopy fakesmtp: SMTP on %s\n", srv.Addr())
 	if a := srv.HTTPAddr(); a != "" {

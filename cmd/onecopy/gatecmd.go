@@ -1,147 +1,305 @@
-// onecopy gate: the scenario catalog against a sender, as a CI gate.
+// onecopy gate: the scenario catalog against a sender, as a CI gate; and
+// --self-test, the catalog proving itself against the built-in mutants.
 
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/onecopy/onecopy/harness"
+	"github.com/spf13/cobra"
+
+	"github.com/onecopy/onecopy/report"
 	"github.com/onecopy/onecopy/scenarios"
+	"github.com/onecopy/onecopy/senders/builtin"
+	"github.com/onecopy/onecopy/verdict"
 )
 
-func gateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("onecopy gate", stderr)
-	var only, skip multiFlag
-	fs.Var(&only, "only", "run only this scenario or label (repeatable)")
-	fs.Var(&skip, "skip", "skip this scenario or label (repeatable)")
-	junit := fs.String("junit", "", "write a JUnit XML report (one test case per scenario) to `FILE`")
-	reportDir := fs.String("report-dir", "", "write one JSON and one HTML report per scenario into `DIR`")
-	seed := fs.Uint64("seed", 0, "seed for every scenario (default: a random seed, printed)")
-	scale := fs.Float64("scale", 1, "multiply every list size by `F`")
-	timeout := fs.Duration("timeout", 2*time.Minute, "time limit per scenario")
-	sender := fs.String("sender", "", "a built-in sender instead of a command: builtin:NAME")
-	list := fs.Bool("list", false, "list the scenarios and exit")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: onecopy gate [flags] -- COMMAND [ARGS...]\n\nRuns every chaos scenario of the catalog against the sender; exits 0 only if each reaches its level.\n\nFlags:\n")
-		fs.PrintDefaults()
+type gateFlags struct {
+	only, skip, expect []string
+	junit, reportDir   string
+	seed               uint64
+	scale              float64
+	timeout            time.Duration
+	sender, workDir    string
+	transport          string
+	list, selfTest     bool
+	parallel           int
+}
+
+func gateCommand(code *int) *cobra.Command {
+	var f gateFlags
+	cmd := &cobra.Command{
+		Use:   "gate [flags] -- COMMAND [ARGS...]",
+		Short: "run the scenario catalog against a sender (CI gate, JUnit)",
+		Long: `Runs every scenario of the catalog (one per real failure mode: docs/failure-modes.md)
+against the sender, each with its own fake server and work dir, --parallel at once, and
+exits 0 only if each reaches the level every correct sender reaches there.
+
+--self-test runs the catalog against the built-in correct senders in every shape (they must
+pass everything) and against the built-in mutants each scenario is named for (each must be
+caught): the matrix of docs/mutants.md.
+
+` + exitCodes,
+		Example: `  onecopy gate --list
+  onecopy gate --junit gate.xml --report-dir reports -- ./my-sender
+  onecopy gate --only kill --skip slow-ack --seed 7 --scale 10 -- python3 examples/senders/python/ledger.py
+  onecopy gate --expect slow-ack=at-least-once -- ./my-sender
+  onecopy gate --self-test`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			*code = gate(cmd, f, args)
+			return nil
+		},
 	}
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+	fs := cmd.Flags()
+	fs.StringArrayVar(&f.only, "only", nil, "run only this scenario or label (repeatable)")
+	fs.StringArrayVar(&f.skip, "skip", nil, "skip this scenario or label (repeatable)")
+	fs.StringArrayVar(&f.expect, "expect", nil, "expect `SCENARIO=LEVEL` instead of the scenario's own level (repeatable), for a sender that knowingly promises less")
+	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML report (one test case per scenario) to `FILE`")
+	fs.StringVar(&f.reportDir, "report-dir", "", "write one JSON and one HTML report per scenario, and an index.html, into `DIR`")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed for every scenario (default: a random seed, printed)")
+	fs.Float64Var(&f.scale, "scale", 1, "multiply every list size by `F`")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "time limit per scenario")
+	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME")
+	fs.StringVar(&f.workDir, "work-dir", "", "keep each scenario's state dir, logs and history under `DIR`/SCENARIO")
+	fs.StringVar(&f.transport, "transport", "smtp", "smtp, or http: the sender sends through the providers' APIs (the self-test then uses the HTTP built-ins)")
+	fs.BoolVar(&f.list, "list", false, "list the selected scenarios and exit")
+	fs.BoolVar(&f.selfTest, "self-test", false, "run the catalog against the built-in correct senders and mutants (no sender argument)")
+	fs.IntVar(&f.parallel, "parallel", runtime.NumCPU(), "run `N` scenarios at once")
+	return cmd
+}
+
+func gate(cmd *cobra.Command, f gateFlags, args []string) int {
+	ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	fail := func(err error) int { return failed(stderr, cmd, err) }
+	if f.transport != "smtp" && f.transport != "http" {
+		return fail(usageErr("--transport %q: want smtp or http", f.transport))
 	}
-	if *list {
+	if f.scale <= 0 {
+		return fail(usageErr("--scale %v: want a positive factor", f.scale))
+	}
+	if f.parallel < 1 {
+		return fail(usageErr("--parallel %d: want 1 or more", f.parallel))
+	}
+	if f.timeout <= 0 {
+		return fail(usageErr("--timeout %v: want a positive duration", f.timeout))
+	}
+	selected, err := scenarios.Select(scenarios.Catalog(), f.only, f.skip)
+	if err != nil {
+		return fail(err)
+	}
+	overrides := map[string]verdict.Level{}
+	for _, e := range f.expect {
+		name, level, err := scenarios.ParseExpect(e)
+		if err != nil {
+			return fail(usageErr("%v", err))
+		}
+		if _, err := scenarios.Select(scenarios.Catalog(), []string{name}, nil); err != nil {
+			return fail(err)
+		}
+		overrides[name] = level
+	}
+	for i := range selected {
+		if l, ok := overrides[selected[i].Name]; ok {
+			selected[i].Expect = l
+		}
+	}
+	if f.list {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SCENARIO\tFAILURE MODE\tCHAOS\tLEVEL\tLABELS")
-		for _, s := range scenarios.Catalog() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Mode, s.Chaos(), s.Expect, strings.Join(s.Labels, ","))
+		fmt.Fprintln(tw, "SCENARIO\tFAILURE MODE\tCHAOS\tLEVEL\tCATCHES\tLABELS")
+		for _, s := range selected {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Mode, s.Chaos(), s.Expect, strings.Join(s.Mutants, ","), strings.Join(s.Labels, ","))
 		}
 		tw.Flush()
 		return exitPass
 	}
-	seedSet := false
-	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
-	if !seedSet {
-		*seed = rand.Uint64() % 1_000_000_000
+	if !cmd.Flags().Changed("seed") {
+		f.seed = rand.Uint64() % 1_000_000_000
 	}
-	var f runFlags
-	f.sender = *sender
-	cfg, err := f.senderCommand(fs.Args())
-	if err != nil {
-		return failed(stderr, err)
+	if err := checkWritable("--junit", f.junit); err != nil {
+		return fail(err)
 	}
-	if *scale <= 0 {
-		return failed(stderr, usageErr("--scale %v: want a positive factor", *scale))
-	}
-	selected, err := scenarios.Select(scenarios.Catalog(), only, skip)
-	if err != nil {
-		return failed(stderr, err)
-	}
-	if *reportDir != "" {
-		if err := os.MkdirAll(*reportDir, 0o755); err != nil {
-			return failed(stderr, fmt.Errorf("--report-dir: %w", err))
+	if f.reportDir != "" {
+		if err := os.MkdirAll(f.reportDir, 0o755); err != nil {
+			return fail(usageErr("--report-dir: %v", err))
 		}
 	}
-	senderArgs := strings.Join(quoteAll(fs.Args()), " ")
-	if *sender != "" {
-		senderArgs = "--sender " + *sender
+	if f.selfTest {
+		if len(args) > 0 || f.sender != "" {
+			return fail(usageErr("--self-test runs the built-in senders: give no sender"))
+		}
+		return selfTest(cmd, f, selected)
+	}
+	var rf runFlags
+	rf.sender = f.sender
+	cfg, err := rf.senderCommand(args)
+	if err != nil {
+		return fail(err)
+	}
+	senderArgs := "-- " + strings.Join(quoteAll(args), " ")
+	if f.sender != "" {
+		senderArgs = "--sender " + f.sender
 	}
 	opts := scenarios.Options{
-		Command: cfg.Command, Seed: *seed, Scale: *scale, Timeout: *timeout,
-		Replay: func(s scenarios.Scenario, seed uint64) string {
-			r := fmt.Sprintf("onecopy gate --only %s --seed %d", s.Name, seed)
-			if *scale != 1 {
-				r += fmt.Sprintf(" --scale %g", *scale)
-			}
-			if *sender != "" {
-				return r + " " + senderArgs
-			}
-			return r + " -- " + senderArgs
-		},
+		Command: cfg.Command, Seed: f.seed, Scale: f.scale, Timeout: f.timeout, WorkDir: f.workDir,
+		Replay: func(s scenarios.Scenario, seed uint64) string { return gateReplay(s, seed, f, senderArgs) },
 	}
-	fmt.Fprintf(stdout, "onecopy gate: %d scenarios, seed %d, sender %s\n", len(selected), *seed, senderArgs)
+	fmt.Fprintf(stdout, "onecopy gate: %d scenarios, seed %d, %d at once, sender %s\n", len(selected), f.seed, f.parallel, senderArgs)
 	row := "%-20s %-18s %-18s %-5s %6s  %s\n"
 	fmt.Fprintf(stdout, row, "SCENARIO", "VERDICT", "EXPECTED", "PASS", "TIME", "FAILURE MODE")
-	var cases []harness.Case
-	failures := 0
+	jobs := make([]scenarios.Job, len(selected))
+	for i, s := range selected {
+		jobs[i] = scenarios.Job{Scenario: s, Options: opts}
+	}
 	start := time.Now()
-	for _, s := range selected {
-		if ctx.Err() != nil {
-			cases = append(cases, harness.Case{Name: s.Name, Class: s.Mode, Skipped: "interrupted"})
-			continue
-		}
-		rep, err := scenarios.Run(ctx, s, opts)
-		if err != nil {
-			return failed(stderr, fmt.Errorf("scenario %s: %w", s.Name, err))
-		}
-		mark := "ok"
-		if !rep.Pass {
-			mark = "FAIL"
-			failures++
-		}
-		fmt.Fprintf(stdout, row, s.Name, rep.Verdict, rep.Expect, mark, fmt.Sprintf("%.1fs", rep.DurationSeconds), s.Mode)
-		cases = append(cases, harness.Case{Name: s.Name, Class: s.Mode, Report: rep})
-		if *reportDir != "" {
-			if err := rep.WriteJSON(filepath.Join(*reportDir, s.Name+".json")); err != nil {
-				return failed(stderr, err)
+	failures, errs := 0, 0
+	var cases []report.Case
+	results := scenarios.RunAll(ctx, jobs, f.parallel, func(r scenarios.Result) {
+		s := r.Scenario
+		switch {
+		case r.Err != nil && ctx.Err() != nil:
+			cases = append(cases, report.Case{Name: s.Name, Class: s.Mode, Skipped: "interrupted before it ran"})
+			fmt.Fprintf(stdout, row, s.Name, "-", s.Expect, "-", "-", "interrupted")
+		case r.Err != nil:
+			errs++
+			cases = append(cases, report.Case{Name: s.Name, Class: s.Mode, Error: r.Err.Error()})
+			fmt.Fprintf(stdout, row, s.Name, "ERROR", s.Expect, "ERROR", "-", r.Err.Error())
+		default:
+			mark := "ok"
+			if !r.Report.Pass {
+				mark = "FAIL"
+				failures++
 			}
-			if err := rep.WriteHTML(filepath.Join(*reportDir, s.Name+".html")); err != nil {
-				return failed(stderr, err)
+			if r.Report.Outcome != report.OutcomeJudged {
+				mark = strings.ToUpper(string(r.Report.Outcome))
 			}
+			fmt.Fprintf(stdout, row, s.Name, r.Report.Verdict, r.Report.Expect, mark, fmt.Sprintf("%.1fs", r.Report.DurationSeconds), s.Mode)
+			cases = append(cases, report.Case{Name: s.Name, Class: s.Mode, Report: r.Report})
+		}
+	})
+	if f.junit != "" {
+		if err := report.WriteJUnit(f.junit, "onecopy gate", cases); err != nil {
+			return fail(err)
 		}
 	}
-	if *junit != "" {
-		if err := harness.WriteJUnit(*junit, "onecopy gate", cases); err != nil {
-			return failed(stderr, err)
+	if f.reportDir != "" {
+		if err := writeReports(f.reportDir, results); err != nil {
+			return fail(err)
 		}
 	}
-	fmt.Fprintf(stdout, "%d of %d scenarios reached their level in %.1fs (seed %d)\n", len(selected)-failures, len(selected), time.Since(start).Seconds(), *seed)
-	for _, c := range cases {
-		if c.Report != nil && !c.Report.Pass {
-			fmt.Fprintf(stdout, "\n--- %s (%s)\n", c.Name, c.Class)
-			c.Report.Summary(stdout)
+	fmt.Fprintf(stdout, "%d of %d scenarios reached their level in %.1fs (seed %d)\n", len(selected)-failures-errs, len(selected), time.Since(start).Seconds(), f.seed)
+	for _, r := range results {
+		if r.Report != nil && !r.Report.Pass {
+			fmt.Fprintf(stdout, "\n--- %s (%s)\n", r.Scenario.Name, r.Scenario.Mode)
+			r.Report.Summary(stdout)
 		}
 	}
 	switch {
 	case ctx.Err() != nil:
 		return exitInterrupt
+	case errs > 0:
+		for _, r := range results {
+			if r.Err != nil {
+				fmt.Fprintf(stderr, "onecopy: scenario %s: %v\n", r.Scenario.Name, r.Err)
+				break
+			}
+		}
+		return exitHarness
 	case failures > 0:
 		return exitShort
 	}
 	return exitPass
 }
 
-func quoteAll(args []string) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		out[i] = shellQuote(a)
+// gateReplay is the command that replays one scenario with every flag that
+// shaped the run.
+func gateReplay(s scenarios.Scenario, seed uint64, f gateFlags, sender string) string {
+	r := fmt.Sprintf("onecopy gate --only %s --seed %d", s.Name, seed)
+	if f.scale != 1 {
+		r += fmt.Sprintf(" --scale %g", f.scale)
 	}
-	return out
+	if f.timeout != 2*time.Minute {
+		r += " --timeout " + f.timeout.String()
+	}
+	for _, e := range f.expect {
+		if strings.HasPrefix(e, s.Name+"=") {
+			r += " --expect " + e
+		}
+	}
+	return r + " " + sender
+}
+
+// writeReports writes each scenario's JSON and HTML report into dir.
+func writeReports(dir string, results []scenarios.Result) error {
+	for _, r := range results {
+		if r.Report == nil {
+			continue
+		}
+		if err := r.Report.WriteJSON(filepath.Join(dir, r.Scenario.Name+".json")); err != nil {
+			return err
+		}
+		if err := r.Report.WriteHTML(filepath.Join(dir, r.Scenario.Name+".html")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func selfTest(cmd *cobra.Command, f gateFlags, selected []scenarios.Scenario) int {
+	ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	exe, err := os.Executable()
+	if err != nil {
+		return failed(stderr, cmd, fmt.Errorf("finding the onecopy binary for the built-in senders: %w", err))
+	}
+	var mutants []string
+	for _, n := range builtin.Names() {
+		if !builtin.Correct(n) && !strings.HasSuffix(n, "-http") {
+			mutants = append(mutants, n)
+		}
+	}
+	opts := scenarios.Options{Command: []string{exe, "sender"}, Seed: f.seed, Scale: f.scale, Timeout: f.timeout, WorkDir: f.workDir}
+	fmt.Fprintf(stdout, "onecopy gate --self-test: %d scenarios × (%d correct shapes + their mutants), seed %d, %d at once\n",
+		len(selected), len(scenarios.CorrectShapes(f.transport)), f.seed, f.parallel)
+	n := 0
+	st := scenarios.RunSelfTest(ctx, selected, opts, f.transport, mutants, f.parallel, func(r scenarios.Result) {
+		n++
+		if isTerminal(stdout) {
+			fmt.Fprintf(stdout, "\r\x1b[K%d runs done (%s, %s)", n, r.Scenario.Name, r.Sender)
+		}
+	})
+	if isTerminal(stdout) {
+		fmt.Fprint(stdout, "\r\x1b[K")
+	}
+	io.WriteString(stdout, st.Matrix())
+	for _, m := range st.Unnamed {
+		fmt.Fprintf(stdout, "mutant %s is named by no selected scenario\n", m)
+	}
+	for _, r := range st.Rows {
+		for _, c := range r.Cells {
+			if !c.OK() {
+				fmt.Fprintf(stdout, "\n--- %s against %s: %s\n", r.Scenario.Name, c.Sender, c.Word())
+				if c.Result.Err != nil {
+					fmt.Fprintf(stdout, "  %v\n", c.Result.Err)
+				} else {
+					c.Result.Report.Summary(stdout)
+				}
+			}
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return exitInterrupt
+	case !st.OK():
+		fmt.Fprintln(stdout, "self-test FAILED")
+		return exitShort
+	}
+	fmt.Fprintln(stdout, "self-test passed: every correct sender reached every level, every mutant was caught")
+	return exitPass
 }

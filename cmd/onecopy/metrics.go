@@ -10,9 +10,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/onecopy/onecopy/harness"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/onecopy/onecopy/harness"
 )
 
 // serveMetrics registers the harness metrics on a fresh registry and serves

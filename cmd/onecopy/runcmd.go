@@ -4,30 +4,38 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/onecopy/onecopy/fakesmtp"
 	"github.com/onecopy/onecopy/harness"
+	"github.com/onecopy/onecopy/report"
+	"github.com/onecopy/onecopy/senders/builtin"
+	"github.com/onecopy/onecopy/verdict"
 )
 
-// runFlags are the flags of onecopy run (DESIGN.md section 5).
+// runFlags are the flags of onecopy run (docs/cli.md).
 type runFlags struct {
 	recipients  int
 	list        string
-	kills       multiFlag
+	kills       []string
 	signal      string
 	grace       time.Duration
 	pause       time.Duration
-	faults      multiFlag
+	faults      []string
 	instances   int
 	stagger     time.Duration
+	staggerAt   string
 	retries     int
 	expect      string
 	seed        uint64
@@ -39,54 +47,134 @@ type runFlags struct {
 	sender      string
 	workDir     string
 	quiet       bool
+	target      string
+	containment string
 }
 
-func (f *runFlags) register(fs *flag.FlagSet) {
+func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.recipients, "recipients", 0, "a synthetic list of `N` addresses")
 	fs.StringVar(&f.list, "list", "", "a recipient list `FILE`, one address per line")
-	fs.Var(&f.kills, "kill", "kill schedule (repeatable): at=25%,50% | every=N | random=K | in-doubt=K | during-data=K")
+	fs.StringArrayVar(&f.kills, "kill", nil, "kill schedule (repeatable): at=25%,50% | every=N | random=K | in-doubt=K | during-data=K")
 	fs.StringVar(&f.signal, "signal", "KILL", "how kills hit the sender: KILL, TERM or STOP")
 	fs.DurationVar(&f.grace, "grace", 5*time.Second, "with --signal TERM: wait this long, then KILL")
 	fs.DurationVar(&f.pause, "pause", 3*time.Second, "with --signal STOP: pause this long, then CONT")
-	fs.Var(&f.faults, "fault", "SMTP fault (repeatable): "+fakesmtp.FaultForms)
+	fs.StringArrayVar(&f.faults, "fault", nil, "SMTP fault (repeatable): "+fakesmtp.FaultForms)
 	fs.IntVar(&f.instances, "instances", 1, "run `N` sender instances at once")
 	fs.DurationVar(&f.stagger, "stagger", 0, "start instance k at (k-1) x `DUR`")
+	fs.StringVar(&f.staggerAt, "stagger-at", "", "start instance k once (k-1) x `P%` of the list has a copy, while the others run (a job redelivered to a second worker)")
 	fs.IntVar(&f.retries, "retries", 5, "restarts allowed after failed attempts")
 	fs.StringVar(&f.expect, "expect", "exactly-once", "level the run must reach: exactly-once | effectively-once | at-least-once | at-most-once")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for every random choice (default: a random seed, printed)")
-	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "end the run after this long")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "end the run after this long; a run that hits it never passes")
 	fs.StringVar(&f.report, "report", "", "write the JSON report to `FILE`")
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML report to `FILE`")
 	fs.StringVar(&f.html, "html", "", "write a self-contained HTML report (timeline, histogram, duplicates traced to attempts) to `FILE`")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on `ADDR` during the run")
-	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME")
-	fs.StringVar(&f.workDir, "work-dir", "", "keep the state dir, list, history and sender logs in `DIR`")
+	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME ("+strings.Join(builtin.Names(), ", ")+")")
+	fs.StringVar(&f.workDir, "work-dir", "", "keep the state dir, list, history and sender logs in `DIR` (re-judge it with onecopy check DIR)")
 	fs.BoolVar(&f.quiet, "quiet", false, "print only the verdict line")
+	fs.StringVar(&f.target, "target", "all", "which running instances a kill or pause hits: all | one | sending | instance=K")
+	fs.StringVar(&f.containment, "containment", "", "force how attempts are contained: cgroup-v2 | cgroup-v1 | subreaper (default: the best this machine allows)")
 }
 
-func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("onecopy run", stderr)
+func runCommand(code *int) *cobra.Command {
 	var f runFlags
-	f.register(fs)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: onecopy run [flags] -- COMMAND [ARGS...]\n       onecopy run [flags] --sender builtin:NAME\n\nFlags:\n")
-		fs.PrintDefaults()
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- COMMAND [ARGS...]",
+		Short: "run a sender under kills and faults, and judge it",
+		Long: `Runs the sender COMMAND (or --sender builtin:NAME) under the environment contract
+(ONECOPY_SMTP_ADDR, ONECOPY_API_URL, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,
+ONECOPY_ATTEMPT, ONECOPY_INSTANCE; docs/contract.md), against a fake SMTP server that counts every
+copy, with the kills and faults asked for; restarts it as a job runner would, and judges the run.
+
+Containment: every process an attempt starts, daemons included, is killed and paused with it
+({containment}).
+
+` + exitCodes,
+		Example: `  onecopy run --recipients 1000 --kill at=25%,50%,75% --sender builtin:naive
+  onecopy run --recipients 1000 --kill in-doubt=3 --expect effectively-once --report out.json -- python3 examples/senders/python/ledger.py
+  onecopy run --list examples/senders/subscribers.txt --signal TERM --grace 5s --kill random=3 --seed 7 -- sh examples/senders/shell/naive.sh
+  onecopy run --recipients 200 --instances 2 --kill at=40% --signal STOP --pause 1s --target sending --sender builtin:ledger`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			seedSet := cmd.Flags().Changed("seed")
+			if !seedSet {
+				f.seed = rand.Uint64() % 1_000_000_000
+			}
+			cfg, err := f.config(args)
+			if err != nil {
+				return err
+			}
+			cfg.Replay = replayLine(rawArgs(cmd, args), f.seed, seedSet)
+			_, *code = execute(cmd.Context(), cfg, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return nil
+		},
 	}
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+	f.register(cmd.Flags())
+	withContainment(cmd)
+	return cmd
+}
+
+// withContainment fills in, when help is shown and only then, which
+// containment this machine gives (finding out starts a process).
+func withContainment(cmd *cobra.Command) {
+	help := (&cobra.Command{}).HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		c.Long = strings.Replace(c.Long, "{containment}", containmentWords(), 1)
+		help(c, args)
+	})
+}
+
+// rawArgs is the command line of cmd as typed, flags and all, for the
+// replay line.
+func rawArgs(cmd *cobra.Command, args []string) []string {
+	var out []string
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				out = append(out, "--"+fl.Name, v)
+			}
+			return
+		}
+		if fl.Value.Type() == "bool" {
+			out = append(out, "--"+fl.Name)
+			return
+		}
+		out = append(out, "--"+fl.Name, fl.Value.String())
+	})
+	if len(args) > 0 {
+		out = append(append(out, "--"), args...)
 	}
-	seedSet := false
-	fs.Visit(func(fl *flag.Flag) { seedSet = seedSet || fl.Name == "seed" })
-	if !seedSet {
-		f.seed = rand.Uint64() % 1_000_000_000
+	return out
+}
+
+// containmentWords says which containment this machine gives.
+func containmentWords() string {
+	for _, m := range []string{"cgroup-v2", "cgroup-v1", "subreaper"} {
+		if harness.ContainmentAvailable(m) {
+			return "here: " + m + "; see docs/containment.md"
+		}
 	}
-	cfg, err := f.config(fs.Args())
+	return "see docs/containment.md"
+}
+
+// checkWritable fails early, before anything runs, when path cannot be
+// written: a report lost after an hour's run is worse than no run.
+func checkWritable(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".onecopy-check-*")
 	if err != nil {
-		return failed(stderr, err)
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return usageErr("%s %s: cannot write there (%v): give a path in a directory that exists and is writable", flag, path, err)
 	}
-	cfg.Replay = replayLine(args, f.seed, seedSet)
-	_, code := execute(ctx, cfg, f, stdout, stderr)
-	return code
+	f.Close()
+	os.Remove(f.Name())
+	return nil
 }
 
 // config turns the flags into a harness.Config; every problem is a
@@ -95,6 +183,11 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 	cfg, err := f.senderCommand(command)
 	if err != nil {
 		return cfg, err
+	}
+	for flag, path := range map[string]string{"--report": f.report, "--junit": f.junit, "--html": f.html} {
+		if err := checkWritable(flag, path); err != nil {
+			return cfg, err
+		}
 	}
 	switch {
 	case f.list != "" && f.recipients != 0:
@@ -128,7 +221,10 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 	if cfg.Signal, err = harness.ParseSignal(f.signal); err != nil {
 		return cfg, err
 	}
-	if cfg.Expect, err = harness.ParseLevel(f.expect); err != nil {
+	if cfg.Target, err = harness.ParseTarget(f.target); err != nil {
+		return cfg, err
+	}
+	if cfg.Expect, err = verdict.ParseLevel(f.expect); err != nil {
 		return cfg, usageErr("--expect: %v", err)
 	}
 	if f.instances < 1 {
@@ -146,7 +242,20 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 		return cfg, usageErr("--stagger %v: want a duration of 0 or more", f.stagger)
 	}
 	cfg.Grace, cfg.Pause, cfg.Timeout, cfg.Stagger = f.grace, f.pause, f.timeout, f.stagger
+	if f.staggerAt != "" {
+		p, err := strconv.ParseFloat(strings.TrimSuffix(f.staggerAt, "%"), 64)
+		if err != nil || !strings.HasSuffix(f.staggerAt, "%") || p <= 0 || p >= 100 {
+			return cfg, usageErr("--stagger-at %q: want a share of the list like 30%%", f.staggerAt)
+		}
+		cfg.StaggerAt = p
+	}
 	cfg.Instances, cfg.Retries, cfg.Seed, cfg.WorkDir = f.instances, f.retries, f.seed, f.workDir
+	switch f.containment {
+	case "", "cgroup-v2", "cgroup-v1", "subreaper":
+		cfg.Containment = f.containment
+	default:
+		return cfg, usageErr("--containment %q: want cgroup-v2, cgroup-v1 or subreaper", f.containment)
+	}
 	return cfg, nil
 }
 
@@ -159,7 +268,7 @@ func (f *runFlags) senderCommand(command []string) (harness.Config, error) {
 	case f.sender != "":
 		name, ok := strings.CutPrefix(f.sender, "builtin:")
 		if !ok || name == "" {
-			return cfg, usageErr("--sender %q: want builtin:NAME (naive, ledger, checkpoint, early)", f.sender)
+			return cfg, usageErr("--sender %q: want builtin:NAME (%s)", f.sender, strings.Join(builtin.Names(), ", "))
 		}
 		if err := checkSenderName(name); err != nil {
 			return cfg, err
@@ -177,26 +286,22 @@ func (f *runFlags) senderCommand(command []string) (harness.Config, error) {
 	return cfg, nil
 }
 
-func usageErr(format string, args ...any) error {
-	return &harness.UsageError{Msg: fmt.Sprintf(format, args...)}
-}
-
 // execute runs cfg, prints the summary and writes the reports.
-func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr io.Writer) (*harness.Report, int) {
+func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr io.Writer) (*report.Report, int) {
 	if isTerminal(stdout) && !f.quiet {
 		cfg.Progress = stdout
 	}
 	if f.metricsAddr != "" {
 		m, stop, err := serveMetrics(f.metricsAddr, stderr)
 		if err != nil {
-			return nil, failed(stderr, err)
+			return nil, failed(stderr, nil, err)
 		}
 		defer stop()
 		cfg.Metrics = m
 	}
 	rep, err := harness.Run(ctx, cfg)
 	if rep == nil {
-		return nil, failed(stderr, err)
+		return nil, failed(stderr, nil, err)
 	}
 	if f.quiet {
 		fmt.Fprintf(stdout, "%s (expected %s, seed %d)\n", rep.Verdict, rep.Expect, rep.Seed)
@@ -216,7 +321,7 @@ func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr
 		}
 	}
 	if f.junit != "" {
-		if werr := harness.WriteJUnit(f.junit, "onecopy run", []harness.Case{{Name: "run", Report: rep}}); werr != nil {
+		if werr := report.WriteJUnit(f.junit, "onecopy run", []report.Case{{Name: "run", Report: rep}}); werr != nil {
 			fmt.Fprintf(stderr, "onecopy: %v\n", werr)
 			return rep, exitHarness
 		}
@@ -225,13 +330,7 @@ func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr
 		fmt.Fprintf(stderr, "onecopy: %v\n", err)
 		return rep, exitHarness
 	}
-	switch {
-	case ctx.Err() != nil:
-		return rep, exitInterrupt
-	case rep.Pass:
-		return rep, exitPass
-	}
-	return rep, exitShort
+	return rep, exitFor(rep)
 }
 
 // replayLine is the one-line command that reproduces a run.
@@ -246,51 +345,60 @@ func replayLine(args []string, seed uint64, seedSet bool) string {
 	return strings.Join(parts, " ")
 }
 
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=./:,%@+", r))
-	}) < 0 {
-		return s
+// reproCommand reproduces the bug onecopy exists for: 1,000 recipients,
+// the 501st rejected for good, the naive sender, 3 retries.
+func reproCommand(code *int) *cobra.Command {
+	var seed uint64
+	var reportFile, html, api string
+	cmd := &cobra.Command{
+		Use:   "repro",
+		Short: "reproduce the 4-copies bug with the built-in naive sender",
+		Long: `A marketing job sends one email to each of 1,000 subscribers. The 501st address is rejected
+with 550, the job throws, and the job runner retries it from the top, 3 times: the first
+half of the list gets 4 copies, the rest none. repro runs exactly that, over SMTP, or over
+a provider's HTTP API with --api (the same bug behind an SDK).
+
+Exit code 0 when the bug was reproduced.`,
+		Example: `  onecopy repro
+  onecopy repro --html repro.html
+  onecopy repro --api resend`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			sender := "builtin:naive"
+			switch api {
+			case "":
+			case "resend":
+				sender = "builtin:naive-http"
+			default:
+				return usageErr("--api %q: want resend (the built-in naive sender's provider over HTTP)", api)
+			}
+			runArgs := []string{"--recipients", "1000", "--fault", "reject=rcpt000501@onecopy.test", "--retries", "3",
+				"--seed", strconv.FormatUint(seed, 10), "--sender", sender}
+			var f runFlags
+			rfs := pflag.NewFlagSet("onecopy run", pflag.ContinueOnError)
+			f.register(rfs)
+			if err := rfs.Parse(runArgs); err != nil {
+				return err
+			}
+			f.report, f.html = reportFile, html
+			cfg, err := f.config(nil)
+			if err != nil {
+				return err
+			}
+			cfg.Replay = replayLine(runArgs, seed, true)
+			*code = reproduce(cmd.Context(), cfg, f, stdout, stderr)
+			return nil
+		},
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed (the bug needs no randomness; kept for the report)")
+	cmd.Flags().StringVar(&reportFile, "report", "", "write the JSON report to `FILE`")
+	cmd.Flags().StringVar(&html, "html", "", "write the HTML report to `FILE`")
+	cmd.Flags().StringVar(&api, "api", "", "reproduce it over a provider's HTTP API instead of SMTP: resend")
+	return cmd
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// reproCmd reproduces the blog post's bug: 1,000 recipients, the 501st
-// rejected for good, the naive sender, 3 retries.
-func reproCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("onecopy repro", stderr)
-	seed := fs.Uint64("seed", 1, "seed (the bug needs no randomness; kept for the report)")
-	report := fs.String("report", "", "write the JSON report to `FILE`")
-	html := fs.String("html", "", "write the HTML report to `FILE`")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if fs.NArg() > 0 {
-		return failed(stderr, usageErr("repro takes no arguments (got %q); use onecopy run for your own sender", fs.Args()))
-	}
-	runArgs := []string{"--recipients", "1000", "--fault", "reject=rcpt000501@onecopy.test", "--retries", "3",
-		"--seed", strconv.FormatUint(*seed, 10), "--sender", "builtin:naive"}
-	var f runFlags
-	rfs := newFlagSet("onecopy run", stderr)
-	f.register(rfs)
-	if err := rfs.Parse(runArgs); err != nil {
-		return exitHarness
-	}
-	cfg, err := f.config(nil)
-	if err != nil {
-		return failed(stderr, err)
-	}
-	cfg.Replay = replayLine(runArgs, *seed, true)
-	f.report, f.html = *report, *html
+func reproduce(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, "A marketing job sends one email to each of 1,000 subscribers. The 501st address is rejected\n"+
 		"with 550, the job throws, and the job runner retries it from the top, 3 times.\n\n")
 	rep, code := execute(ctx, cfg, f, stdout, stderr)

@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,25 +13,28 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/onecopy/onecopy/harness"
 	"github.com/onecopy/onecopy/senders"
+	"github.com/onecopy/onecopy/senders/builtin"
 )
 
 func checkSenderName(name string) error {
-	if !slices.Contains(senders.Names(), name) {
-		return &harness.UsageError{Msg: fmt.Sprintf("unknown built-in sender %q: want one of %s", name, strings.Join(senders.Names(), ", "))}
+	if !slices.Contains(builtin.Names(), name) {
+		return &harness.UsageError{Msg: fmt.Sprintf("unknown built-in sender %q: want one of %s", name, strings.Join(builtin.Names(), ", "))}
 	}
 	return nil
 }
 
 func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := newFlagSet("onecopy sender", stderr)
-	timeout := fs.Duration("timeout", senders.DefaultTimeout, "deadline for each SMTP command and its reply")
+	timeout := fs.Duration("timeout", builtin.DefaultTimeout, "deadline for each SMTP command and its reply")
 	verbose := fs.Bool("v", false, "log every step to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders: %s\n"+
 			"They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
-			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n", strings.Join(senders.Names(), ", "))
+			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n", strings.Join(builtin.Names(), ", "))
 		fs.PrintDefaults()
 	}
 	// Accept flags before or after the name.
@@ -45,15 +50,49 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	name := fs.Arg(0)
 	if err := checkSenderName(name); err != nil {
-		return failed(stderr, err)
+		return failed(stderr, nil, err)
 	}
-	opts := senders.Options{Timeout: *timeout}
+	opts := builtin.Options{Timeout: *timeout}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := senders.New(name, opts)
+	s, err := builtin.New(name, opts)
 	if err != nil {
-		return failed(stderr, err)
+		return failed(stderr, nil, err)
 	}
 	return senders.Run(ctx, s, os.Getenv, stderr)
+}
+
+// senderCommand runs a built-in sender under the contract; it parses its
+// own flags (the senders' options), so cobra hands it the arguments whole.
+func senderCommand(code *int) *cobra.Command {
+	return &cobra.Command{
+		Use:                "sender [flags] NAME",
+		Short:              "run a built-in sender under the environment contract",
+		Long:               "Runs a built-in sender (" + strings.Join(builtin.Names(), ", ") + ") under the environment contract, as onecopy run --sender builtin:NAME does. See onecopy sender -h for its flags.",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			*code = senderCmd(cmd.Context(), args, cmd.ErrOrStderr())
+			return nil
+		},
+	}
+}
+
+// newFlagSet is a flag set of the standard library's flag package, for the
+// senders' own options.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses and maps -h to exit 0 and bad flags to exit 2.
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitPass, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
 }

@@ -4,80 +4,100 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/onecopy/onecopy/scenarios"
 )
 
-func soakCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("onecopy soak", stderr)
-	duration := fs.Duration("duration", 0, "start new campaigns for this long, like 30s or 8h (the last one runs to its end)")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on `ADDR` for the whole soak (127.0.0.1:0 picks a port)")
-	reportDir := fs.String("report-dir", "", "keep each campaign's JSON report in `DIR` (NNNN-SCENARIO-seedS.json)")
-	chaos := fs.String("chaos", "", "what campaigns draw from (default: the whole catalog): "+scenarios.ChaosForms)
-	seed := fs.Uint64("seed", 0, "soak seed: picks the scenarios and each campaign's seed (default: a random seed, printed)")
-	scale := fs.Float64("scale", 1, "multiply every list size by `F`")
-	timeout := fs.Duration("timeout", 2*time.Minute, "time limit per campaign")
-	sender := fs.String("sender", "", "a built-in sender instead of a command: builtin:NAME")
-	workDir := fs.String("work-dir", "", "keep each campaign's state dir, logs and history under `DIR`")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: onecopy soak --duration D [flags] -- COMMAND [ARGS...]\n       onecopy soak --duration D [flags] --sender builtin:NAME\n\n"+
-			"Runs campaign after campaign, each with chaos drawn from the scenario catalog by the seed, until the\n"+
-			"duration is over or Ctrl-C; prints a table and exits 0 only if every campaign reached its level.\n\nFlags:\n")
-		fs.PrintDefaults()
+func soakCommand(code *int) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "soak --duration D [flags] -- COMMAND [ARGS...]",
+		Short: "campaign after campaign against a sender, for Prometheus to watch",
+		Long: `Runs campaign after campaign against the sender, each with a fresh state dir, its own
+campaign id and a seed derived from the soak's, its chaos drawn from the catalog (or
+--chaos) by the seed, until --duration is over or Ctrl-C; serves the metrics on
+--metrics-addr (docs/prometheus/alerts.yml pages on what matters). Prints a table and
+exits 0 only if every campaign reached its level.
+
+` + exitCodes,
+		Example: `  onecopy soak --duration 30s --sender builtin:ledger --metrics-addr 127.0.0.1:0 --report-dir /tmp/soak
+  onecopy soak --duration 8h --metrics-addr 127.0.0.1:9464 --report-dir soak-reports -- ./my-sender
+  onecopy soak --duration 1h --chaos 'kill,cut-after-dot' -- ./my-sender`,
 	}
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+	fs := cmd.Flags()
+	var f soakFlags
+	fs.DurationVar(&f.duration, "duration", 0, "start new campaigns for this long, like 30s or 8h (the last one runs to its end)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on `ADDR` for the whole soak (127.0.0.1:0 picks a port)")
+	fs.StringVar(&f.reportDir, "report-dir", "", "keep each campaign's JSON report in `DIR` (NNNN-SCENARIO-seedS.json)")
+	fs.StringVar(&f.chaos, "chaos", "", "what campaigns draw from (default: the whole catalog): "+scenarios.ChaosForms)
+	fs.Uint64Var(&f.seed, "seed", 0, "soak seed: picks the scenarios and each campaign's seed (default: a random seed, printed)")
+	fs.Float64Var(&f.scale, "scale", 1, "multiply every list size by `F`")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "time limit per campaign")
+	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME")
+	fs.StringVar(&f.workDir, "work-dir", "", "keep each campaign's state dir, logs and history under `DIR`")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		*code = soak(cmd, args, f)
+		return nil
 	}
-	if *duration <= 0 {
-		return failed(stderr, usageErr("--duration: want a positive duration, like --duration 30s or --duration 8h"))
+	return cmd
+}
+
+type soakFlags struct {
+	duration, timeout                              time.Duration
+	metricsAddr, reportDir, chaos, sender, workDir string
+	seed                                           uint64
+	scale                                          float64
+}
+
+func soak(cmd *cobra.Command, args []string, f soakFlags) int {
+	ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	fail := func(err error) int { return failed(stderr, cmd, err) }
+	if f.duration <= 0 {
+		return fail(usageErr("--duration: want a positive duration, like --duration 30s or --duration 8h"))
 	}
-	if *scale <= 0 {
-		return failed(stderr, usageErr("--scale %v: want a positive factor", *scale))
+	if f.scale <= 0 {
+		return fail(usageErr("--scale %v: want a positive factor", f.scale))
 	}
-	if *timeout <= 0 {
-		return failed(stderr, usageErr("--timeout %v: want a positive duration", *timeout))
+	if f.timeout <= 0 {
+		return fail(usageErr("--timeout %v: want a positive duration", f.timeout))
 	}
-	seedSet := false
-	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
-	if !seedSet {
-		*seed = rand.Uint64() % 1_000_000_000
+	if !cmd.Flags().Changed("seed") {
+		f.seed = rand.Uint64() % 1_000_000_000
 	}
 	var rf runFlags
-	rf.sender = *sender
-	cfg, err := rf.senderCommand(fs.Args())
+	rf.sender = f.sender
+	cfg, err := rf.senderCommand(args)
 	if err != nil {
-		return failed(stderr, err)
+		return fail(err)
 	}
 	var pool []scenarios.Scenario
-	if *chaos != "" {
-		if pool, err = scenarios.ParseChaos(*chaos); err != nil {
-			return failed(stderr, err)
+	if f.chaos != "" {
+		if pool, err = scenarios.ParseChaos(f.chaos); err != nil {
+			return fail(err)
 		}
 	}
-	senderArgs := "-- " + strings.Join(quoteAll(fs.Args()), " ")
-	if *sender != "" {
-		senderArgs = "--sender " + *sender
+	senderArgs := "-- " + strings.Join(quoteAll(args), " ")
+	if f.sender != "" {
+		senderArgs = "--sender " + f.sender
 	}
 	opts := scenarios.SoakOptions{
 		Options: scenarios.Options{
-			Command: cfg.Command, Seed: *seed, Scale: *scale, Timeout: *timeout, WorkDir: *workDir,
-			Replay: func(s scenarios.Scenario, seed uint64) string { return s.Replay(seed, *scale, senderArgs) },
+			Command: cfg.Command, Seed: f.seed, Scale: f.scale, Timeout: f.timeout, WorkDir: f.workDir,
+			Replay: func(s scenarios.Scenario, seed uint64) string { return s.Replay(seed, f.scale, senderArgs) },
 		},
-		Duration:  *duration,
+		Duration:  f.duration,
 		Chaos:     pool,
-		ReportDir: *reportDir,
+		ReportDir: f.reportDir,
 	}
-	if *metricsAddr != "" {
-		m, stop, err := serveMetrics(*metricsAddr, stderr)
+	if f.metricsAddr != "" {
+		m, stop, err := serveMetrics(f.metricsAddr, stderr)
 		if err != nil {
-			return failed(stderr, err)
+			return fail(err)
 		}
 		defer stop()
 		opts.Metrics = m
@@ -98,7 +118,7 @@ func soakCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "campaign %d %s (seed %d): %s, expected %s: %s\n", c.Index, c.Scenario, c.Seed, c.Report.Verdict, c.Report.Expect, mark)
 		}
 	}
-	fmt.Fprintf(stdout, "onecopy soak: %s, seed %d, sender %s\n", *duration, *seed, senderArgs)
+	fmt.Fprintf(stdout, "onecopy soak: %s, seed %d, sender %s\n", f.duration, f.seed, senderArgs)
 	res, err := scenarios.Soak(ctx, opts)
 	fmt.Fprintln(stdout)
 	res.WriteTable(stdout)
@@ -108,12 +128,12 @@ func soakCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			c.Report.Summary(stdout)
 		}
 	}
-	if *reportDir != "" {
-		fmt.Fprintf(stdout, "reports in %s\n", *reportDir)
+	if f.reportDir != "" {
+		fmt.Fprintf(stdout, "reports in %s\n", f.reportDir)
 	}
 	switch {
 	case err != nil:
-		return failed(stderr, err)
+		return fail(err)
 	case ctx.Err() != nil || res.Interrupted:
 		return exitInterrupt
 	case !res.Pass():

@@ -15,8 +15,8 @@ import (
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
 
-	"github.com/onecopy/onecopy/harness"
 	"github.com/onecopy/onecopy/scenarios"
+	"github.com/onecopy/onecopy/verdict"
 )
 
 // Config says which sender to gate and how.
@@ -38,7 +38,7 @@ type Config struct {
 	Only, Skip []string
 	// Expect overrides a scenario's level by name, for a sender that
 	// knowingly promises less.
-	Expect map[string]harness.Level
+	Expect map[string]verdict.Level
 	// Timeout per scenario; default 2 minutes.
 	Timeout time.Duration
 }

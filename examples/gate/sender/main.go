@@ -8,10 +8,11 @@ import (
 	"os"
 
 	"github.com/onecopy/onecopy/senders"
+	"github.com/onecopy/onecopy/senders/builtin"
 )
 
 func main() {
-	s, err := senders.New("ledger", senders.Options{})
+	s, err := builtin.New("ledger", builtin.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
