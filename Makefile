@@ -1,7 +1,7 @@
 # onecopy: chaos tests for email senders.
 GO ?= go
 
-.PHONY: build test lint bench bench-go bench-sink bench-big bench-gate bench-detect demo lint fakesmtp
+.PHONY: build test lint bench bench-go bench-sink bench-big bench-gate bench-detect demo lint fakesmtp fuzz
 
 build:
 	$(GO) build -o bin/onecopy ./cmd/onecopy
@@ -35,6 +35,19 @@ bench-gate:
 # Runs needed to expose the checkpoint sender: random=1 vs in-doubt=1 kills.
 bench-detect: build
 	bench/detect.sh
+
+# Fuzz the fake SMTP server for FUZZTIME (default 10 minutes): half of it
+# the differential dialogue fuzzer (whole sessions against a client-side
+# ledger; the seed is printed, ONECOPY_FUZZ_SEED replays it), the rest the
+# Go fuzz targets on the guard's parsers, on raw session bytes and on the
+# mailbox key. Findings land in fakesmtp/testdata/fuzz and mailbox/testdata/fuzz.
+FUZZTIME ?= 10m
+fuzz:
+	@secs=$$($(GO) run ./bench/fuzztime $(FUZZTIME)) && set -- $$secs && \
+	ONECOPY_FUZZ_TIME=$${1}s $(GO) test -race -count=1 -timeout 0 -run '^TestDifferentialDialogues$$' -v ./fakesmtp | grep -v '^        ' && \
+	$(GO) test -run '^$$' -fuzz '^FuzzCommandLine$$' -fuzztime $${2}s ./fakesmtp && \
+	$(GO) test -run '^$$' -fuzz '^FuzzSessionBytes$$' -fuzztime $${2}s ./fakesmtp && \
+	$(GO) test -run '^$$' -fuzz '^FuzzKey$$' -fuzztime $${3}s ./mailbox
 
 # The 4-copies bug, reproduced with the built-in naive sender.
 demo:

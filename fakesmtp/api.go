@@ -458,18 +458,23 @@ func (q *apiReq) commit() (delivered, failed int) {
 		if m.err != nil {
 			continue
 		}
-		if !broken && srv.journal != nil {
-			if err := srv.journal.append(now, m.accepted, m.messageID); err != nil {
+		switch {
+		case broken:
+		case srv.journal != nil:
+			// Journaled and recorded under the journal's lock, in the
+			// journal's order (a reset between two copies replays so).
+			if err := srv.journal.append(journalLine{T: now.UnixNano(), ID: m.messageID, Rcpt: m.accepted}, srv.oracle); err != nil {
 				srv.log.Error("journal write failed; provider API messages refused", "err", err)
 				broken = true
 			}
+		default:
+			srv.oracle.Record(now, m.accepted, m.messageID)
 		}
 		if broken {
 			failed++
 			m.err = &apiFailure{kind: failInternal, detail: "counting failed: the journal could not be written", index: i, msg: m}
 			continue
 		}
-		srv.oracle.Record(now, m.accepted, m.messageID)
 		m.delivered = true
 		delivered++
 		srv.metrics.copiesVec.WithLabelValues(TransportHTTP).Add(float64(len(m.accepted)))

@@ -136,6 +136,113 @@ func BenchmarkAccept(b *testing.B) {
 	}
 }
 
+// pipelined runs messages as a pipelining client does (RFC 2920): each
+// message's final dot goes in one write with the next message's MAIL, RCPT
+// and DATA, or the whole message in one write with BDAT LAST, so a message
+// costs one round trip instead of four.
+func (c *benchClient) pipelined(chunking bool, next func() (string, bool)) error {
+	tx := func(to string) { c.w.WriteString("MAIL FROM:<a@x.test>\r\nRCPT TO:<" + to + ">\r\n") }
+	flush := func(firsts string) error {
+		if err := c.w.Flush(); err != nil {
+			return err
+		}
+		for i := 0; i < len(firsts); i++ {
+			if err := c.expect(firsts[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	body := benchBody[:len(benchBody)-len(".\r\n")]
+	bdat := "BDAT " + strconv.Itoa(len(body)) + " LAST\r\n" + body
+	to, ok := next()
+	if !ok {
+		return nil
+	}
+	if chunking {
+		for ; ok; to, ok = next() {
+			tx(to)
+			c.w.WriteString(bdat)
+			if err := flush("222"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tx(to)
+	c.w.WriteString("DATA\r\n")
+	if err := flush("223"); err != nil {
+		return err
+	}
+	for {
+		c.w.WriteString(benchBody)
+		if to, ok = next(); !ok {
+			return flush("2")
+		}
+		tx(to)
+		c.w.WriteString("DATA\r\n")
+		if err := flush("2223"); err != nil {
+			return err
+		}
+	}
+}
+
+// BenchmarkAcceptPipelined is BenchmarkAccept for a pipelining client,
+// with DATA and with CHUNKING (BDAT LAST).
+func BenchmarkAcceptPipelined(b *testing.B) {
+	for _, chunking := range []bool{false, true} {
+		for _, conns := range []int{1, 8, 64} {
+			name := "data"
+			if chunking {
+				name = "bdat"
+			}
+			b.Run(name+"/conns="+strconv.Itoa(conns), func(b *testing.B) {
+				srv, err := fakesmtp.Start(context.Background(), fakesmtp.Options{MaxConnections: 2 * conns})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer srv.Close()
+				clients := make([]*benchClient, conns)
+				for i := range clients {
+					if clients[i], err = dialBench(srv.Addr()); err != nil {
+						b.Fatal(err)
+					}
+					defer clients[i].conn.Close()
+				}
+				var seq atomic.Int64
+				next := func() (string, bool) {
+					i := seq.Add(1)
+					return "r" + strconv.FormatInt(i, 10) + "@x.test", i <= int64(b.N)
+				}
+				var failed atomic.Value
+				var wg sync.WaitGroup
+				b.ReportAllocs()
+				b.ResetTimer()
+				began := time.Now()
+				for _, c := range clients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := c.pipelined(chunking, next); err != nil {
+							failed.Store(err)
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(began)
+				b.StopTimer()
+				if err, _ := failed.Load().(error); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+				if got := srv.Oracle().Copies(); got != int64(b.N) {
+					b.Fatalf("oracle counted %d copies for %d messages sent", got, b.N)
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkOracleRecord measures Record from parallel goroutines over a
 // pool of recipients, half of the messages with a Message-ID.
 func BenchmarkOracleRecord(b *testing.B) {

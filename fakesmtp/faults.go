@@ -28,7 +28,7 @@ type FaultSpec struct {
 }
 
 // FaultForms lists the accepted --fault forms, for error messages.
-const FaultForms = "reject=ADDR | reject-nth=N | tempfail=P | greylist | drop-after-data=P | drop-during-data=P | slow-ack=DUR[@P] | latency=DUR | refuse=P | conn-limit=N | outage=DUR@PCT"
+const FaultForms = "reject=ADDR | reject-nth=N | reject-mail=P | tempfail=P | greylist | drop-after-data=P | drop-during-data=P | slow-ack=DUR[@P] | latency=DUR | refuse=P | conn-limit=N | outage=DUR@PCT"
 
 func (f FaultSpec) String() string {
 	switch f.Kind {
@@ -81,7 +81,7 @@ func ParseFault(spec string) (FaultSpec, error) {
 			return bad("want a positive whole number")
 		}
 		f.N = n
-	case "tempfail", "drop-after-data", "drop-during-data", "refuse":
+	case "tempfail", "drop-after-data", "drop-during-data", "refuse", "reject-mail":
 		p, err := strconv.ParseFloat(val, 64)
 		if err != nil || p < 0 || p > 1 {
 			return bad("want a probability between 0 and 1, like " + kind + "=0.1")
@@ -140,6 +140,7 @@ func NewFaults(specs []FaultSpec, rng *rand.Rand) *Faults {
 // faultMoments says where each kind of fault acts (see one).
 var faultMoments = map[string]MomentSet{
 	"reject":           Moments(MomentRcpt),
+	"reject-mail":      Moments(MomentMail),
 	"reject-nth":       Moments(MomentRcpt),
 	"greylist":         Moments(MomentRcpt),
 	"tempfail":         Moments(MomentRcpt, MomentDataEnd),
@@ -190,6 +191,10 @@ func (f *Faults) one(s FaultSpec, ev *Event) Action {
 	case ev.Moment == MomentRcpt && s.Kind == "reject" && ev.Address == Normalize(s.Addr),
 		ev.Moment == MomentRcpt && s.Kind == "reject-nth" && f.isNth(ev.Address, s):
 		return Action{Reply: "550 5.1.1 <" + ev.Address + ">: Recipient address rejected: User unknown", Fault: s.Kind}
+	case ev.Moment == MomentMail && s.Kind == "reject-mail" && f.draw(s.P):
+		// A sender refused for good; a pipelining client's RCPTs and DATA
+		// behind it get 503 (RFC 2920), and nothing is counted.
+		return Action{Reply: "550 5.7.1 <" + ev.Address + ">: Sender address rejected: Access denied", Fault: s.Kind}
 	case ev.Moment == MomentRcpt && s.Kind == "greylist" && !f.grey[ev.Address]:
 		f.grey[ev.Address] = true
 		return Action{Reply: "451 4.7.1 <" + ev.Address + ">: Recipient address rejected: Greylisted, try again later", Fault: s.Kind}

@@ -612,6 +612,26 @@ func TestFaultConnLimit(t *testing.T) {
 	faultDial(t, srv.Addr()).deliver(t, "<3@x>", "c@x.test")
 }
 
+// reject-mail refuses MAIL; a pipelining client's group behind it is
+// answered in order, 503 for each RCPT and the DATA, and nothing counts.
+func TestFaultRejectMailPipelined(t *testing.T) {
+	srv, rec := faultServer(t, 1, "reject-mail=1")
+	c := dialRaw(t, srv.Addr())
+	c.expect("220")
+	c.mustSend(ehlo)
+	c.expect("250")
+	c.mustSend(mailA + rcpt("a@x.test") + rcpt("b@x.test") + data)
+	for _, code := range []string{"550", "503", "503", "503"} {
+		c.expect(code)
+	}
+	c.mustSend("NOOP\r\n")
+	c.expect("250")
+	faultCopies(t, srv, map[string]int{"a@x.test": 0, "b@x.test": 0})
+	if ev := rec.next(t, "reject-mail"); ev.Moment != fakesmtp.MomentMail || ev.Address != "a@x.test" || !strings.HasPrefix(ev.Reply, "550 5.7.1") {
+		t.Errorf("fault event %+v, want a 550 at MAIL for a@x.test", ev)
+	}
+}
+
 func TestFaultOutage(t *testing.T) {
 	srv := start(t, fakesmtp.Options{})
 	faultDial(t, srv.Addr()).deliver(t, "<1@x>", "a@x.test")

@@ -1,10 +1,12 @@
 // The connection guard: a net.Conn wrapper between the client and
-// mhale/smtpd that follows the SMTP dialogue. It hands the library one
-// validated command (or one validated DATA body) at a time and sees every
-// reply, so it always knows the protocol moment of its session, rejects
-// what would desynchronise the library (SMTP smuggling, bare LF, over-long
-// lines, junk addresses), answers what the library cannot say, and gives
-// hooks their say before each reply.
+// mhale/smtpd that follows the SMTP dialogue. It is the one parser of it:
+// it hands the library one canonical command (or one validated DATA body)
+// at a time and sees every reply, so it always knows the protocol moment
+// of its session, rejects what would desynchronise the library (SMTP
+// smuggling, bare LF, white space other than a space, over-long lines,
+// junk addresses), answers what the library cannot say (STARTTLS, AUTH,
+// BDAT, the EHLO extensions), and gives hooks their say before each reply.
+// TLS terminates below it: it always reads plaintext.
 
 package fakesmtp
 
@@ -20,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/onecopy/onecopy/mailbox"
 )
 
 // replyTo says which command the next reply from the library answers.
@@ -33,6 +37,7 @@ const (
 	replyRcpt
 	replyData
 	replyDataEnd
+	replyBdatData // the DATA the guard sends for BDAT LAST: its 354 is swallowed
 	replyInternal // the guard's own RSET after a failed DATA: swallowed
 	replyQuit
 )
@@ -44,6 +49,7 @@ const (
 
 var (
 	dataEnd = []byte(".\r\n")
+	dataCmd = []byte("DATA\r\n")
 	crlf    = []byte("\r\n")
 )
 
@@ -103,7 +109,8 @@ type session struct {
 	lineOff    int64  // stream offset of the command line last read
 	pending    []byte // validated bytes the library has yet to read
 	cmdBuf     []byte // the command line pending points into, reused
-	wbuf       []byte // a reply being written, reused (under mu)
+	wbuf       []byte // replies being written, or held for a pipelining client (under mu)
+	held       bool   // wbuf may hold replies; only the session goroutine touches it
 
 	expect     replyTo
 	wpart      []byte // a reply the library has not finished writing
@@ -114,6 +121,12 @@ type session struct {
 	errors     int
 	needReset  bool
 	flight     []txn // transactions in flight, oldest first (see indoubt.go)
+	ehlo       bool  // the HELO or EHLO being answered is an EHLO
+	forgive    int   // 503s and 554s owed to a refused MAIL's pipelined group (replyForgiven)
+	bdat       bool  // the transaction's body is arriving in BDAT chunks
+	tls        bool  // the session is over TLS (STARTTLS, or the implicit TLS listener)
+	authed     bool  // AUTH succeeded
+	user       string
 
 	// DATA state
 	inData    bool
@@ -133,13 +146,14 @@ type session struct {
 	moment atomic.Int32
 	since  atomic.Int64
 
-	mu         sync.Mutex
-	committing bool // a message is between its final dot and its reply
-	shutdown   bool
-	closed     bool
-	ending     Ending // how the session ended; set once, EndClient unless the server ended it
-	endFault   string
-	doneOnce   sync.Once
+	mu          sync.Mutex
+	committing  bool // a message is between its final dot and its reply
+	handshaking bool // a TLS handshake is under way on raw
+	shutdown    bool
+	closed      bool
+	ending      Ending // how the session ended; set once, EndClient unless the server ended it
+	endFault    string
+	doneOnce    sync.Once
 }
 
 // sessionHook is a hook with the moments it may act at, when it says.
@@ -274,6 +288,7 @@ func (s *session) callHooks(m Moment, ev Event) Action {
 		}
 	}
 	if act.Delay > 0 {
+		s.flush()
 		t := time.NewTimer(act.Delay)
 		select {
 		case <-t.C:
@@ -324,6 +339,7 @@ func (s *session) closeRaw() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
+		s.flushLocked() // a 221 held behind a pipelined QUIT, say
 		s.closed = true
 		s.raw.Close()
 	}
@@ -342,21 +358,64 @@ func (s *session) stop() {
 	if s.ending == "" {
 		s.ending = EndShutdown
 	}
-	s.writeLocked([]byte("421 4.3.2 Service shutting down, closing transmission channel\r\n"), s.elapsed())
+	if s.handshaking {
+		// A write would wait for the handshake (or be garbage in it).
+		s.closed = true
+		s.raw.Close()
+		return
+	}
+	// After the replies still held for a pipelining client, in order.
+	s.wbuf = append(s.wbuf, "421 4.3.2 Service shutting down, closing transmission channel\r\n"...)
+	s.writeLocked(s.wbuf, s.elapsed())
+	s.wbuf = s.wbuf[:0]
 	s.closed = true
 	s.raw.Close()
 }
 
 // writeLine sends a reply line and its CRLF to the client under the write
-// deadline. Only the session goroutine calls it.
-func (s *session) writeLine(line []byte) error {
+// deadline, after any replies held before it. hold: the reply may wait in
+// s.wbuf while the client's next pipelined command is already in, so a
+// pipelined group is answered in one write (RFC 2920 4: the server
+// "SHOULD" batch its replies); a command that arrived alone is answered at
+// once. Only the session goroutine calls it.
+func (s *session) writeLine(line []byte, hold bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return closedError{"connection already closed"}
 	}
-	s.wbuf = append(append(s.wbuf[:0], line...), '\r', '\n')
-	return s.writeLocked(s.wbuf, s.now)
+	s.wbuf = append(append(s.wbuf, line...), '\r', '\n')
+	if hold && s.rpos < s.rend && len(s.wbuf) < readBufSize {
+		s.held = true
+		return nil
+	}
+	s.held = false
+	return s.flushLocked()
+}
+
+// flush writes the replies held for a pipelining client. Before the
+// session waits for anything (the client's bytes, a hook's delay) and
+// before a final reply counts as written, they go out.
+func (s *session) flush() error {
+	if !s.held {
+		return nil // the usual case, without the lock: nothing pipelined
+	}
+	s.held = false
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return closedError{"connection already closed"}
+	}
+	return s.flushLocked()
+}
+
+func (s *session) flushLocked() error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	err := s.writeLocked(s.wbuf, s.now)
+	s.wbuf = s.wbuf[:0]
+	return err
 }
 
 // writeLocked writes b under a write deadline of WriteTimeout from now
@@ -389,16 +448,20 @@ func (s *session) reply(line string) error { return s.replyBytes([]byte(line)) }
 
 // replyBytes is reply for a line (without its CRLF) the caller does not
 // keep: the library's own replies pass through here without a copy.
-func (s *session) replyBytes(line []byte) error {
+func (s *session) replyBytes(line []byte) error { return s.replyCounted(line, true) }
+
+// replyCounted is replyBytes; count: an error reply counts towards
+// MaxErrors.
+func (s *session) replyCounted(line []byte, count bool) error {
 	if s.wants(MomentReply) {
 		if a := s.hook(MomentReply, Event{Reply: string(line)}); a.Reply != "" || a.Close {
 			return s.abort(a.Reply, EndCut, a.Fault)
 		}
 	}
-	if err := s.writeLine(line); err != nil {
+	if err := s.writeLine(line, true); err != nil {
 		return err
 	}
-	if code := replyCode(line); code == 500 || code == 501 || code == 503 {
+	if code := replyCode(line); count && (code == 500 || code == 501 || code == 503 || code == 535) {
 		s.errors++
 		if s.errors >= s.srv.opts.MaxErrors {
 			s.srv.protocolError(s, "too_many_errors", string(line))
@@ -416,7 +479,7 @@ func (s *session) abort(last string, e Ending, why string) error {
 		fault = why
 	}
 	s.end(e, fault)
-	if last != "" && s.writeLine([]byte(last)) == nil {
+	if last != "" && s.writeLine([]byte(last), false) == nil {
 		s.linger()
 	}
 	s.closeRaw()
@@ -470,6 +533,11 @@ func (s *session) fail(err error) error {
 			kind = "session_timeout"
 		}
 		s.srv.protocolError(s, kind, "")
+		// The reply's write deadline runs from now, not from the last
+		// bytes the client sent: those are an idle timeout ago, and with
+		// the default timeouts (idle 60s, write 30s) the deadline would
+		// already have passed, and the 421 would never be written.
+		s.now = s.elapsed()
 		return s.abort("421 4.4.2 "+strings.ReplaceAll(kind, "_", " ")+", closing transmission channel", EndTimeout, kind)
 	}
 	s.closeRaw()
@@ -486,6 +554,7 @@ func (s *session) fill(deadline time.Duration) error {
 	if s.rend == len(s.rbuf) {
 		return &protoError{"line_too_long", "500 5.5.2 Line too long", true}
 	}
+	s.flush() // a failure closed the connection: the read below says so
 	s.setReadDeadline(deadline)
 	n, err := s.raw.Read(s.rbuf[s.rend:])
 	s.rend += n
@@ -568,12 +637,15 @@ func (s *session) Read(p []byte) (int, error) {
 }
 
 func (s *session) resetTx() {
-	s.inTx = false
+	s.inTx, s.bdat = false, false
 	s.rcpts = nil // hooks may keep the old slice (Event.Recipients): never write into it again
 }
 
 // nextCommand reads commands until one is for the library, answering the
-// ones the guard handles itself.
+// ones the guard handles itself. What the library gets is never the line
+// as the client wrote it: a canonical line rebuilt from what the guard's
+// parser understood (an upper-case verb, single spaces, a bare path), so
+// the two can never read one line two ways.
 func (s *session) nextCommand() error {
 	for {
 		line, err := s.readLine()
@@ -583,96 +655,315 @@ func (s *session) nextCommand() error {
 			}
 			continue
 		}
-		verb, arg := splitCommand(line)
-		// pass is what the library gets: the line as read, or the
-		// command rebuilt in cmdBuf from its validated parts.
-		reply, pass, rebuilt := "", line, false
-		s.expect = replyOther
-		switch verb {
-		case "HELO", "EHLO":
-			if !validDomain(arg) {
-				s.srv.protocolError(s, "bad_helo", line)
-				reply = "501 5.5.4 Invalid domain in " + verb
-				break
+		v, arg, kind := parseCommand(line)
+		if kind != "" {
+			s.srv.protocolError(s, kind, line)
+			if maybeBDAT(line) {
+				// Its chunk follows, of a size the guard cannot trust:
+				// read as commands, it would run whatever it holds.
+				return s.abort(badLineReply(kind)+"; a BDAT chunk may follow, closing", EndProtocol, kind)
 			}
-			s.resetTx()
-			s.expect = replyHelo
-		case "MAIL":
-			s.settle(s.lineOff)
-			addr, params, ok := parsePath(arg, "FROM:")
-			switch {
-			case !ok:
-				s.srv.protocolError(s, "bad_address", line)
-				reply = "501 5.1.7 Bad sender address syntax"
-			case s.inTx:
-				reply = "503 5.5.1 Nested MAIL command"
-			default:
-				if a := s.hook(MomentMail, Event{Address: Normalize(addr)}); a.Reply != "" || a.Close {
-					return s.answer(a)
-				}
-				s.setMoment(MomentMail)
-				s.cmdBuf = append(append(append(append(s.cmdBuf[:0], "MAIL FROM:<"...), addr...), '>'), params...)
-				rebuilt = true
-				s.expect = replyMail
-			}
-		case "RCPT":
-			if !s.inTx {
-				break // the library answers 503
-			}
-			addr, _, ok := parsePath(arg, "TO:")
-			key := Normalize(addr)
-			switch {
-			case !ok:
-				s.srv.protocolError(s, "bad_address", line)
-				reply = "501 5.1.3 Bad recipient address syntax"
-			case key == "":
-				reply = "501 5.1.3 Null recipient <> not allowed"
-			case contains(s.rcpts, key):
-				reply = "250 2.1.5 Ok (duplicate recipient, counted once)"
-			case len(s.rcpts) >= s.srv.opts.MaxRecipients:
-				reply = "452 4.5.3 Too many recipients"
-			default:
-				if a := s.hook(MomentRcpt, Event{Address: key}); a.Reply != "" || a.Close {
-					return s.answer(a)
-				}
-				s.setMoment(MomentRcpt)
-				s.cmdBuf = append(append(append(s.cmdBuf[:0], "RCPT TO:<"...), addr...), '>')
-				rebuilt = true
-				s.rcptWanted = key
-				s.expect = replyRcpt
-			}
-		case "DATA":
-			if !s.inTx || len(s.rcpts) == 0 {
-				break // the library answers 503
-			}
-			if a := s.hook(MomentData, Event{Recipients: s.rcpts}); a.Reply != "" || a.Close {
-				return s.answer(a)
-			}
-			s.setMoment(MomentData)
-			s.expect = replyData
-		case "RSET":
-			s.resetTx()
-		case "QUIT":
-			s.settle(s.lineOff)
-			s.expect = replyQuit
-		case "AUTH", "STARTTLS", "BDAT":
-			reply = "502 5.5.1 Command not implemented"
-		}
-		if reply != "" {
-			if err := s.reply(reply); err != nil {
+			if err := s.reply(badLineReply(kind)); err != nil {
 				return err
 			}
 			continue
 		}
-		// pending is always drained before the next command is read, so
-		// one buffer per session serves every command.
-		if !rebuilt {
-			s.cmdBuf = append(s.cmdBuf[:0], pass...)
+		s.expect = replyOther
+		passed, err := s.command(v, arg, line)
+		if err != nil {
+			return err
 		}
-		s.cmdBuf = append(s.cmdBuf, '\r', '\n')
-		s.pending = s.cmdBuf
-		return nil
+		if passed {
+			return nil
+		}
 	}
+}
+
+// badLineReply answers a line parseCommand refused, by kind.
+func badLineReply(kind string) string {
+	switch kind {
+	case "bad_whitespace":
+		return "500 5.5.2 Syntax error: white space other than one space between words"
+	case "control_char":
+		return "500 5.5.2 Syntax error: control character in command"
+	}
+	return "500 5.5.2 Syntax error: command is not valid UTF-8"
+}
+
+// command handles one parsed command. passed: the library has something to
+// read (s.pending), or the Read loop has internal work (s.needReset).
+func (s *session) command(v verb, arg, line string) (passed bool, err error) {
+	switch v {
+	case verbHELO, verbEHLO:
+		if !validDomain(arg) {
+			s.srv.protocolError(s, "bad_helo", line)
+			return false, s.reply("501 5.5.4 Invalid domain in " + v.String())
+		}
+		s.resetTx()
+		s.forgive = 0
+		s.ehlo = v == verbEHLO
+		s.expect = replyHelo
+		return s.pass(v.String(), " ", arg)
+	case verbMAIL:
+		return s.mail(arg, line)
+	case verbRCPT:
+		return s.rcpt(arg, line)
+	case verbDATA:
+		switch {
+		case arg != "":
+			return false, s.reply("501 5.5.4 Syntax: DATA takes no parameters")
+		case !s.inTx:
+			return false, s.replyForgiven("503 5.5.1 Bad sequence of commands (MAIL required before DATA)")
+		case len(s.rcpts) == 0:
+			return false, s.replyForgiven("554 5.5.1 No valid recipients")
+		case s.bdat:
+			return false, s.reply("503 5.5.1 Bad sequence of commands (DATA in a BDAT transaction)")
+		}
+		if a := s.hook(MomentData, Event{Recipients: s.rcpts}); a.Reply != "" || a.Close {
+			return false, s.answer(a)
+		}
+		s.setMoment(MomentData)
+		s.expect = replyData
+		return s.pass("DATA")
+	case verbBDAT:
+		return s.chunk(arg, line)
+	case verbRSET:
+		if arg != "" {
+			return false, s.reply("501 5.5.4 Syntax: RSET takes no parameters")
+		}
+		s.resetTx()
+		s.forgive = 0
+		return s.pass("RSET")
+	case verbNOOP:
+		return s.pass("NOOP")
+	case verbQUIT:
+		if arg != "" {
+			return false, s.reply("501 5.5.4 Syntax: QUIT takes no parameters")
+		}
+		s.settle(s.lineOff)
+		s.expect = replyQuit
+		return s.pass("QUIT")
+	case verbVRFY, verbEXPN, verbHELP:
+		return false, s.reply("502 5.5.1 Command not implemented")
+	case verbSTARTTLS:
+		return s.startTLS(arg)
+	case verbAUTH:
+		return false, s.auth(arg)
+	}
+	if maybeBDAT(line) {
+		s.srv.protocolError(s, "bad_bdat", line)
+		return false, s.abort("500 5.5.2 Syntax error; a BDAT chunk may follow, closing", EndProtocol, "bad_bdat")
+	}
+	return false, s.reply("500 5.5.2 Syntax error, command unrecognized")
+}
+
+// pass hands the library the canonical line made of parts. pending is
+// always drained before the next command is read, so one buffer per
+// session serves every command.
+func (s *session) pass(parts ...string) (bool, error) {
+	s.cmdBuf = s.cmdBuf[:0]
+	for _, p := range parts {
+		s.cmdBuf = append(s.cmdBuf, p...)
+	}
+	s.cmdBuf = append(s.cmdBuf, '\r', '\n')
+	s.pending = s.cmdBuf
+	return true, nil
+}
+
+// mail handles MAIL FROM. Whatever refuses it leaves the RCPT, DATA and
+// BDAT a pipelining client sent behind it (RFC 2920) to be answered 503 or
+// 554 without counting towards MaxErrors.
+func (s *session) mail(arg, line string) (bool, error) {
+	s.settle(s.lineOff)
+	if s.inTx {
+		return false, s.reply("503 5.5.1 Nested MAIL command")
+	}
+	s.forgive = s.srv.opts.MaxRecipients + 2
+	path, params, ok := parsePath(arg, "FROM:")
+	if ok && path != "" && !mailbox.Valid(path) {
+		ok = false
+	}
+	switch {
+	case !ok:
+		s.srv.protocolError(s, "bad_address", line)
+		return false, s.reply("501 5.1.7 Bad sender address syntax")
+	case s.srv.opts.RequireTLS && !s.tls:
+		return false, s.reply("530 5.7.0 Must issue a STARTTLS command first")
+	case s.srv.opts.RequireAuth && !s.authed:
+		return false, s.reply("530 5.7.0 Authentication required")
+	}
+	size, perr := mailParams(params)
+	switch {
+	case perr != "":
+		return false, s.reply(string(perr))
+	case size > int64(s.srv.opts.MaxSize):
+		s.srv.protocolError(s, "message_too_big", line)
+		return false, s.reply("552 5.3.4 Message size exceeds fixed maximum message size")
+	}
+	if a := s.hook(MomentMail, Event{Address: Normalize(path)}); a.Reply != "" || a.Close {
+		return false, s.answer(a)
+	}
+	s.setMoment(MomentMail)
+	s.expect = replyMail
+	return s.pass("MAIL FROM:<", path, ">")
+}
+
+// rcpt handles RCPT TO.
+func (s *session) rcpt(arg, line string) (bool, error) {
+	if !s.inTx {
+		return false, s.replyForgiven("503 5.5.1 Bad sequence of commands (MAIL required before RCPT)")
+	}
+	path, params, ok := parsePath(arg, "TO:")
+	if ok && path != "" && !mailbox.Valid(path) {
+		ok = false
+	}
+	key := Normalize(path)
+	switch {
+	case !ok:
+		s.srv.protocolError(s, "bad_address", line)
+		return false, s.reply("501 5.1.3 Bad recipient address syntax")
+	case key == "":
+		return false, s.reply("501 5.1.3 Null recipient <> not allowed")
+	}
+	if perr := rcptParams(params); perr != "" {
+		return false, s.reply(string(perr))
+	}
+	switch {
+	case contains(s.rcpts, key):
+		return false, s.reply("250 2.1.5 Ok (duplicate recipient, counted once)")
+	case len(s.rcpts) >= s.srv.opts.MaxRecipients:
+		return false, s.reply("452 4.5.3 Too many recipients")
+	}
+	if a := s.hook(MomentRcpt, Event{Address: key}); a.Reply != "" || a.Close {
+		return false, s.answer(a)
+	}
+	s.setMoment(MomentRcpt)
+	s.rcptWanted = key
+	s.expect = replyRcpt
+	return s.pass("RCPT TO:<", path, ">")
+}
+
+// chunk handles BDAT (RFC 3030). The chunk's bytes follow the command
+// line at once, so they are read whatever the answer: a chunk left unread
+// would run as commands. The message goes to the library as a DATA with an
+// empty body once BDAT LAST has arrived, so it is counted, and its reply
+// is the final one, exactly as for DATA.
+func (s *session) chunk(arg, line string) (bool, error) {
+	n, last, ok := parseBDAT(arg)
+	if !ok {
+		s.srv.protocolError(s, "bad_bdat", line)
+		return false, s.abort("501 5.5.4 Syntax: BDAT size [LAST]; the chunk cannot be skipped, closing", EndProtocol, "bad_bdat")
+	}
+	refuse := ""
+	switch {
+	case !s.inTx:
+		refuse = "503 5.5.1 Bad sequence of commands (MAIL required before BDAT)"
+	case len(s.rcpts) == 0:
+		refuse = "554 5.5.1 No valid recipients"
+	case !s.bdat:
+		if a := s.hook(MomentData, Event{Recipients: s.rcpts}); a.Close {
+			return false, s.answer(a)
+		} else if a.Reply != "" {
+			refuse = a.Reply
+		}
+	}
+	if refuse != "" {
+		if err := s.takeChunk(n, false); err != nil {
+			return false, err
+		}
+		if !s.inTx {
+			return false, s.replyForgiven(refuse)
+		}
+		// RFC 3030 2: an error reply to BDAT fails the transaction; the
+		// client starts the next one with MAIL, which must not be nested.
+		s.resetTx()
+		s.needReset = true
+		if err := s.replyForgiven(refuse); err != nil {
+			return false, err
+		}
+		if err := s.finalReply(); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if !s.bdat {
+		s.bdat = true
+		s.startData()
+		s.inData = false // the guard reads the chunks itself
+		s.setMoment(MomentDataStreaming)
+		if a := s.hook(MomentDataStreaming, Event{Recipients: s.rcpts}); a.Reply != "" || a.Close {
+			return false, s.abort(a.Reply, EndCut, a.Fault)
+		}
+	}
+	if err := s.takeChunk(n, true); err != nil {
+		return false, err
+	}
+	if s.oversize {
+		// Refused at once, and the transaction with it (RFC 3030 says the
+		// client sends no more chunks after an error reply).
+		s.srv.metrics.transaction("rejected")
+		s.resetTx()
+		s.needReset = true
+		s.setMoment(MomentGreeting)
+		if err := s.reply(s.outcome.Reply); err != nil {
+			return false, err
+		}
+		if err := s.finalReply(); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if !last {
+		return false, s.reply("250 2.0.0 " + strconv.FormatInt(n, 10) + " octets received")
+	}
+	s.msgSize = s.size
+	s.expect = replyBdatData
+	s.pending = dataCmd
+	return true, s.bodyEnd()
+}
+
+// takeChunk reads n bytes of a BDAT chunk; keep: they are the message's.
+func (s *session) takeChunk(n int64, keep bool) error {
+	for n > 0 {
+		if s.rpos == s.rend {
+			if err := s.fill(s.elapsed() + s.srv.opts.IdleTimeout); err != nil {
+				if keep {
+					s.srv.metrics.transaction("aborted")
+				}
+				if err = s.fail(err); err == nil {
+					err = closedError{"chunk cut short"}
+				}
+				return err
+			}
+		}
+		k := int(min(int64(s.rend-s.rpos), n))
+		b := s.rbuf[s.rpos : s.rpos+k]
+		s.rpos += k
+		n -= int64(k)
+		if !keep || s.oversize {
+			continue
+		}
+		if s.size+k > s.srv.opts.MaxSize {
+			s.oversize = true
+			s.srv.protocolError(s, "message_too_big", "")
+			s.outcome = Action{Reply: "552 5.3.4 Message size exceeds fixed maximum message size"}
+			continue
+		}
+		s.size += k
+		s.keepHeader(b)
+	}
+	return nil
+}
+
+// replyForgiven writes a 503 or 554 owed to a command a pipelining client
+// sent behind a refused MAIL (or RCPTs all refused): up to a transaction's
+// worth of them do not count towards MaxErrors.
+func (s *session) replyForgiven(line string) error {
+	if s.forgive > 0 {
+		s.forgive--
+		return s.replyCounted([]byte(line), false)
+	}
+	return s.reply(line)
 }
 
 // answer applies a hook's action to a command instead of the library.
@@ -731,13 +1022,17 @@ func (s *session) nextData() error {
 	}
 	// Stuffing dots are not the client's; nor is the final dot line.
 	s.msgSize = s.size - len(dataEnd) - (s.dots - 1)
-	s.messageID = messageID(s.header)
-	if cap(s.header) > 64<<10 {
-		s.header = nil // do not keep a huge header for the rest of the session
-	}
 	s.pending = dataEnd
 	s.inData = false
 	s.expect = replyDataEnd
+	return s.bodyEnd()
+}
+
+// bodyEnd is the end of a message's body (its final dot, or BDAT LAST):
+// the hooks' say at MomentDataEnd, then the commit, unless the server is
+// shutting down.
+func (s *session) bodyEnd() error {
+	s.messageID = messageID(s.header)
 	s.setMoment(MomentDataEnd)
 	if s.outcome.zero() {
 		s.outcome = s.hook(MomentDataEnd, Event{})
@@ -822,6 +1117,11 @@ func (s *session) Write(p []byte) (int, error) {
 	var err error
 	switch s.expect {
 	case replyGreeting:
+		if s.handshaking { // the implicit TLS listener
+			if err := s.handshake(); err != nil {
+				return len(p), err
+			}
+		}
 		if a := s.hook(MomentConnect, Event{}); a.Reply != "" || a.Close {
 			return len(p), s.abort(a.Reply, EndCut, a.Fault)
 		}
@@ -829,9 +1129,15 @@ func (s *session) Write(p []byte) (int, error) {
 		s.setMoment(MomentGreeting)
 	case replyInternal:
 		return len(p), nil
+	case replyHelo:
+		if code == 250 && s.ehlo {
+			line = s.ehloReply(line)
+		}
+		err = s.replyBytes(line)
 	case replyMail:
 		if code == 250 {
 			s.inTx = true
+			s.forgive = 0
 			s.openTxn()
 		}
 		err = s.replyBytes(line)
@@ -851,6 +1157,15 @@ func (s *session) Write(p []byte) (int, error) {
 		if code == 354 {
 			s.setMoment(MomentDataStreaming)
 		}
+	case replyBdatData:
+		if code == 354 {
+			// The library takes the BDAT message as a DATA with an empty
+			// body: the 354 is not the client's, the final dot is next.
+			s.pending = dataEnd
+			s.expect = replyDataEnd
+			return len(p), nil
+		}
+		err = s.endData(line, code)
 	case replyDataEnd:
 		err = s.endData(line, code)
 	default:
@@ -863,13 +1178,23 @@ func (s *session) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// headerLimit bounds the header section the guard keeps to find the
+// Message-ID in: a header that never ends must not hold a session's
+// memory without bound. A Message-ID header that starts past it is not
+// seen, and the message counts as one without an id.
+const headerLimit = 64 << 10
+
 // keepHeader appends what of body belongs to the message's header section
-// (everything before the first empty line) to s.header.
+// (everything before the first empty line) to s.header, up to headerLimit.
 func (s *session) keepHeader(body []byte) {
 	if s.inBody {
 		return
 	}
 	from := max(len(s.header)-3, 0)
+	full := false
+	if room := headerLimit - len(s.header); len(body) >= room {
+		body, full = body[:room], true
+	}
 	s.header = append(s.header, body...)
 	if bytes.HasPrefix(s.header, crlf) {
 		s.header, s.inBody = s.header[:0], true // no header at all
@@ -877,6 +1202,16 @@ func (s *session) keepHeader(body []byte) {
 	}
 	if i := bytes.Index(s.header[from:], []byte("\r\n\r\n")); i >= 0 {
 		s.header, s.inBody = s.header[:from+i+2], true
+		return
+	}
+	if full {
+		// Past the limit: keep the whole lines, look no further.
+		s.inBody = true
+		if i := bytes.LastIndex(s.header, crlf); i >= 0 {
+			s.header = s.header[:i+2]
+		} else {
+			s.header = s.header[:0]
+		}
 	}
 }
 
@@ -916,11 +1251,10 @@ func (s *session) endData(line []byte, code int) error {
 		s.setMoment(MomentGreeting)
 		err := s.replyBytes(line)
 		if err == nil {
-			s.finalReply()
+			err = s.finalReply()
 		}
 		return err
 	}
-	s.srv.metrics.transaction("accepted")
 	s.setMoment(MomentCommitted)
 	a := s.hook(MomentCommitted, ev)
 	if a.Close {
@@ -931,7 +1265,7 @@ func (s *session) endData(line []byte, code int) error {
 	}
 	err := s.replyBytes(line)
 	if err == nil {
-		s.finalReply()
+		err = s.finalReply()
 	}
 	s.mu.Lock()
 	s.messages++
@@ -942,6 +1276,32 @@ func (s *session) endData(line []byte, code int) error {
 		return s.abort(a.Reply, EndCut, a.Fault)
 	}
 	return err
+}
+
+// ehloReply is the EHLO reply the guard stands behind: the library's first
+// line (its greeting of the client), then exactly the extensions the guard
+// implements. The library's own list says SIZE 0 and nothing else.
+func (s *session) ehloReply(lib []byte) []byte {
+	first := lib
+	if i := bytes.Index(lib, crlf); i >= 0 {
+		first = lib[:i]
+	}
+	o := &s.srv.opts
+	b := make([]byte, 0, len(first)+160)
+	b = append(b, "250-"...)
+	if len(first) > 4 {
+		b = append(b, first[4:]...)
+	}
+	b = append(b, "\r\n250-PIPELINING\r\n250-SIZE "...)
+	b = strconv.AppendInt(b, int64(o.MaxSize), 10)
+	b = append(b, "\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-CHUNKING\r\n"...)
+	if s.srv.tls != nil && !o.DisableSTARTTLS && !s.tls {
+		b = append(b, "250-STARTTLS\r\n"...)
+	}
+	if !o.RequireTLS || s.tls {
+		b = append(b, "250-AUTH "+authMechanisms+"\r\n"...)
+	}
+	return append(b, "250 ENHANCEDSTATUSCODES"...)
 }
 
 // replyCode is the three-digit code a reply line starts with, or 0.
@@ -960,11 +1320,6 @@ func replyCode[T string | []byte](line T) int {
 	return c
 }
 
-func splitCommand(line string) (verb, arg string) {
-	verb, arg, _ = strings.Cut(line, " ")
-	return strings.ToUpper(verb), strings.TrimSpace(arg)
-}
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -972,76 +1327,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// validDomain accepts what may follow HELO/EHLO: a domain or an address
-// literal. Anything printf-like or with spaces is refused, because the
-// library echoes it through a format string.
-func validDomain(d string) bool {
-	if d == "" || len(d) > 255 {
-		return false
-	}
-	for i := 0; i < len(d); i++ {
-		c := d[i]
-		if c <= ' ' || c == '%' || c == 0x7f || c == '<' || c == '>' {
-			return false
-		}
-	}
-	return true
-}
-
-// parsePath parses "FROM:<addr> [params]" or "TO:<addr> [params]" strictly:
-// one angle-bracketed path, nothing inside it that could be a second
-// address, and only keyword[=value] parameters after it.
-func parsePath(arg, prefix string) (addr, params string, ok bool) {
-	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
-		return "", "", false
-	}
-	rest := strings.TrimLeft(arg[len(prefix):], " ")
-	if !strings.HasPrefix(rest, "<") {
-		return "", "", false
-	}
-	end := pathEnd(rest)
-	if end < 0 {
-		return "", "", false
-	}
-	addr, rest = rest[1:end], rest[end+1:]
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 && strings.HasPrefix(addr, "@") {
-		addr = addr[i+1:] // drop an RFC 5321 source route
-	}
-	if rest != "" {
-		if rest[0] != ' ' {
-			return "", "", false
-		}
-		for _, p := range strings.Fields(rest) {
-			if strings.ContainsAny(p, "<>\"") || strings.HasPrefix(p, "=") {
-				return "", "", false
-			}
-		}
-		params = " " + strings.Join(strings.Fields(rest), " ")
-	}
-	return addr, params, true
-}
-
-// pathEnd finds the '>' closing the path that starts rest, honouring a
-// quoted local part; -1 when the path holds characters no address may.
-func pathEnd(rest string) int {
-	quoted := false
-	for i := 1; i < len(rest); i++ {
-		c := rest[i]
-		switch {
-		case c < ' ' || c == 0x7f:
-			return -1
-		case quoted && c == '\\':
-			i++
-		case c == '"':
-			quoted = !quoted
-		case quoted:
-		case c == '>':
-			return i
-		case c == '<' || c == ' ' || c == ',' && !strings.HasPrefix(rest[1:], "@"):
-			return -1
-		}
-	}
-	return -1
 }

@@ -4,8 +4,11 @@
 package fakesmtp
 
 import (
+	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -27,14 +30,17 @@ import (
 //
 // The faults API edits the first *FaultSet among Options.Hooks and answers
 // 404 when there is none. Bad input answers 400 with a message naming it.
+// With Options.APIToken set, the three requests that change state (PUT,
+// DELETE, POST) need "Authorization: Bearer TOKEN", else 401.
 func (srv *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	change := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, srv.authorized(h)) }
 	mux.HandleFunc("GET /api/v1/faults", func(w http.ResponseWriter, r *http.Request) {
 		if fs := srv.faultSet(w); fs != nil {
 			writeJSON(w, faultsBody(fs))
 		}
 	})
-	mux.HandleFunc("PUT /api/v1/faults", func(w http.ResponseWriter, r *http.Request) {
+	change("PUT /api/v1/faults", func(w http.ResponseWriter, r *http.Request) {
 		fs := srv.faultSet(w)
 		if fs == nil {
 			return
@@ -45,8 +51,17 @@ func (srv *Server) Handler() http.Handler {
 		}
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			http.Error(w, `want a JSON body like {"faults": ["tempfail=0.5", "greylist"], "seed": 7}: `+err.Error(), http.StatusBadRequest)
+		err := dec.Decode(&body)
+		if err == nil {
+			// One value, nothing after it: a second one (or junk) is
+			// a client that meant something else.
+			var more json.RawMessage
+			if dec.Decode(&more) != io.EOF {
+				err = errors.New("data after the JSON body")
+			}
+		}
+		if err != nil {
+			http.Error(w, `want a JSON body (one, nothing after it) like {"faults": ["tempfail=0.5", "greylist"], "seed": 7}: `+err.Error(), http.StatusBadRequest)
 			return
 		}
 		specs := make([]FaultSpec, 0, len(body.Faults))
@@ -68,7 +83,7 @@ func (srv *Server) Handler() http.Handler {
 		fs.Set(specs, seed)
 		writeJSON(w, faultsBody(fs))
 	})
-	mux.HandleFunc("POST /api/v1/outage", func(w http.ResponseWriter, r *http.Request) {
+	change("POST /api/v1/outage", func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query().Get("for")
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -87,8 +102,11 @@ func (srv *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/recipients/{address}", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, srv.oracle.Get(r.PathValue("address")))
 	})
-	mux.HandleFunc("DELETE /api/v1/recipients", func(w http.ResponseWriter, r *http.Request) {
-		srv.oracle.Reset()
+	change("DELETE /api/v1/recipients", func(w http.ResponseWriter, r *http.Request) {
+		if err := srv.Reset(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /api/v1/sessions", func(w http.ResponseWriter, r *http.Request) {
@@ -100,6 +118,23 @@ func (srv *Server) Handler() http.Handler {
 	})
 	srv.mountAPI(mux)
 	return mux
+}
+
+// authorized requires the API token of a request that changes state.
+func (srv *Server) authorized(h http.HandlerFunc) http.Handler {
+	token := srv.opts.APIToken
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="onecopy"`)
+			http.Error(w, "this request changes the server's state: send the API token as Authorization: Bearer TOKEN", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	})
 }
 
 // faultSet finds the hook the faults API edits, or answers 404.

@@ -1,5 +1,5 @@
-// The HTTP API (DESIGN.md section 7) and the metrics (section 8, and the
-// Metrics part of ROBUSTNESS.md): counts read over HTTP match the oracle,
+// The HTTP API and the metrics (docs/fakesmtp.md, and the Metrics part
+// of docs/robustness.md): counts read over HTTP match the oracle,
 // metrics lint clean, counters say what happened, no label per address.
 
 package fakesmtp_test

@@ -44,11 +44,15 @@ type InDoubt struct {
 	// Ended says how the session ended, and Fault which fault cut it.
 	Ended Ending `json:"ended"`
 	Fault string `json:"fault,omitempty"`
+	// User is who the session had authenticated as (AUTH) at the
+	// transaction's MAIL, "" if nobody.
+	User string `json:"user,omitempty"`
 }
 
 // txn is one transaction of a session, from its accepted MAIL on.
 type txn struct {
 	id        uint64
+	user      string
 	rcpts     []string
 	messageID string
 	delivered bool
@@ -61,7 +65,7 @@ type txn struct {
 
 // openTxn starts the transaction of an accepted MAIL.
 func (s *session) openTxn() {
-	s.flight = append(s.flight, txn{id: s.srv.nextTxn.Add(1)})
+	s.flight = append(s.flight, txn{id: s.srv.nextTxn.Add(1), user: s.user})
 }
 
 // cur is the transaction under way, or nil.
@@ -88,11 +92,16 @@ func (s *session) settle(off int64) {
 	s.flight = keep
 }
 
-// finalReply marks the transaction under way as answered.
-func (s *session) finalReply() {
+// finalReply writes out the replies held so far, the final one last, and
+// marks the transaction under way as answered: its final reply is written.
+func (s *session) finalReply() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
 	if t := s.cur(); t != nil {
 		t.final, t.mark = true, s.inOff+int64(s.rend)
 	}
+	return nil
 }
 
 // ended reports the transactions still in flight when the session ends.
@@ -108,7 +117,7 @@ func (s *session) ended() {
 			continue
 		}
 		cb(InDoubt{Time: now, Session: s.id, Txn: t.id, Transport: TransportSMTP, Recipients: t.rcpts,
-			MessageID: t.messageID, Delivered: t.delivered, Acked: t.final, Ended: s.ending, Fault: s.endFault})
+			MessageID: t.messageID, Delivered: t.delivered, Acked: t.final, Ended: s.ending, Fault: s.endFault, User: t.user})
 	}
 	s.flight = nil
 }

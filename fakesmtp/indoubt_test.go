@@ -5,6 +5,7 @@ package fakesmtp_test
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"slices"
 	"strings"
@@ -162,4 +163,126 @@ func TestDeliveryNamesItsTransaction(t *testing.T) {
 	if doubt := rec.nextDoubt(t); doubt.Txn != d.Txn || d.Transport != "smtp" {
 		t.Errorf("delivery %+v and in-doubt %+v: want one transaction number, transport smtp", d, doubt)
 	}
+}
+
+// rawDoubt is a raw session on a doubt server.
+func rawDoubt(t *testing.T, srv *fakesmtp.Server) *rawClient {
+	c := dialRaw(t, srv.Addr())
+	c.expect("220")
+	c.mustSend(ehlo)
+	c.expect("250")
+	return c
+}
+
+// A BDAT chunk that is not the last gets a 250 that is not the final reply:
+// a client gone after it leaves its transaction undelivered in doubt.
+func TestInDoubtBDATChunkIsNotFinal(t *testing.T) {
+	srv, rec := doubtServer(t)
+	c := rawDoubt(t, srv)
+	c.mustSend(mailA + rcpt("a@x.test") + bdat("Message-ID: <1@x>\r\n", false))
+	for _, code := range []string{"250", "250", "250"} {
+		c.expect(code)
+	}
+	c.conn.Close()
+	if d := rec.nextDoubt(t); d.Delivered || d.Acked || !slices.Equal(d.Recipients, []string{"a@x.test"}) {
+		t.Errorf("in doubt: %+v, want a@x.test undelivered and unanswered", d)
+	}
+	faultCopies(t, srv, map[string]int{"a@x.test": 0})
+}
+
+// BDAT LAST's reply is the final reply: a MAIL pipelined behind the last
+// chunk does not settle it; one sent after the 250 does.
+func TestInDoubtBDATLastIsTheFinalReply(t *testing.T) {
+	srv, rec := doubtServer(t)
+	c := rawDoubt(t, srv)
+	c.mustSend(mailA + rcpt("a@x.test") + bdat("Message-ID: <1@x>\r\n\r\nhi\r\n", true) + mailA + rcpt("b@x.test"))
+	for _, code := range []string{"250", "250", "250", "250", "250"} {
+		c.expect(code)
+	}
+	c.conn.Close()
+	got := []fakesmtp.InDoubt{rec.nextDoubt(t), rec.nextDoubt(t)}
+	if !got[0].Delivered || !got[0].Acked || got[0].MessageID != "<1@x>" || got[1].Delivered || !slices.Equal(got[1].Recipients, []string{"b@x.test"}) {
+		t.Errorf("in doubt: %+v, want the delivered BDAT message and the undelivered one behind it", got)
+	}
+
+	c = rawDoubt(t, srv)
+	c.mustSend(mailA + rcpt("c@x.test") + bdat("Message-ID: <2@x>\r\n\r\nhi\r\n", true))
+	for _, code := range []string{"250", "250", "250"} {
+		c.expect(code)
+	}
+	c.mustSend(mailA) // after the 250: settles it
+	c.expect("250")
+	c.mustSend("QUIT\r\n")
+	c.expect("221")
+	rec.noDoubt(t, srv)
+	faultCopies(t, srv, map[string]int{"a@x.test": 1, "c@x.test": 1})
+}
+
+// A kill point at MomentCommitted cuts a BDAT transaction as it cuts DATA.
+func TestInDoubtBDATCommittedCut(t *testing.T) {
+	rec := newFaultRecorder()
+	kill := fakesmtp.HookAt(fakesmtp.Moments(fakesmtp.MomentCommitted), fakesmtp.HookFunc(func(context.Context, *fakesmtp.Event) fakesmtp.Action {
+		return fakesmtp.Action{Close: true, Fault: "kill-point"}
+	}))
+	srv := start(t, fakesmtp.Options{Hooks: []fakesmtp.Hook{kill}, OnInDoubt: rec.onDoubt})
+	c := rawDoubt(t, srv)
+	c.mustSend(mailA + rcpt("a@x.test") + bdat("hi\r\n", true))
+	c.expect("250")
+	c.expect("250")
+	c.expectClosed()
+	if d := rec.nextDoubt(t); !d.Delivered || d.Acked || d.Ended != fakesmtp.EndCut {
+		t.Errorf("in doubt: %+v, want delivered, never acked, cut", d)
+	}
+	faultCopies(t, srv, map[string]int{"a@x.test": 1})
+}
+
+// EHLO in the middle of a transaction resets it (RFC 5321 4.1.4): the
+// transaction is abandoned, undelivered, and the next MAIL settles it.
+func TestInDoubtEHLOResetMidTransaction(t *testing.T) {
+	srv, rec := doubtServer(t)
+	c := rawDoubt(t, srv)
+	c.mustSend(mailA + rcpt("a@x.test") + ehlo + data)
+	for _, code := range []string{"250", "250", "250", "503"} {
+		c.expect(code)
+	}
+	c.conn.Close()
+	if d := rec.nextDoubt(t); d.Delivered || !slices.Equal(d.Recipients, []string{"a@x.test"}) {
+		t.Errorf("in doubt: %+v, want a@x.test undelivered", d)
+	}
+
+	c = rawDoubt(t, srv)
+	c.mustSend(mailA + rcpt("a@x.test") + ehlo)
+	for _, code := range []string{"250", "250", "250"} {
+		c.expect(code)
+	}
+	c.transaction("Subject: after\r\n\r\nhi\r\n.\r\n", "b@x.test")
+	c.mustSend("QUIT\r\n")
+	c.expect("221")
+	rec.noDoubt(t, srv)
+	faultCopies(t, srv, map[string]int{"a@x.test": 0, "b@x.test": 1})
+}
+
+// STARTTLS in the middle of a transaction starts the session over: the
+// old envelope is gone (DATA gets 503), and what follows over TLS is
+// tracked like any transaction.
+func TestInDoubtSTARTTLSResetMidTransaction(t *testing.T) {
+	srv, rec := doubtServer(t)
+	c := rawDoubt(t, srv)
+	c.mustSend(mailA + rcpt("a@x.test"))
+	c.expect("250")
+	c.expect("250")
+	c.mustSend("STARTTLS\r\n")
+	c.expect("220")
+	c.startTLS(t, tlsConfig(t, srv))
+	c.mustSend(ehlo + data)
+	c.expect("250")
+	c.expect("503")
+	c.transaction("Message-ID: <t@x>\r\n\r\nhi\r\n.\r\n", "b@x.test")
+	c.conn.Close()
+	d := rec.nextDoubt(t)
+	if !d.Delivered || !d.Acked || d.MessageID != "<t@x>" {
+		t.Errorf("in doubt: %+v, want only the message sent over TLS, delivered and acked", d)
+	}
+	rec.noDoubt(t, srv)
+	faultCopies(t, srv, map[string]int{"a@x.test": 0, "b@x.test": 1})
 }

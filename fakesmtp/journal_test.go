@@ -1,4 +1,4 @@
-// Case 21 of ROBUSTNESS.md: fakesmtp restarted on the same port binds at
+// Case 21 of docs/robustness.md: fakesmtp restarted on the same port binds at
 // once, and with a journal the counts survive; a torn last line is
 // dropped, a corrupt one in the middle stops the start with file:line.
 

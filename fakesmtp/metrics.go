@@ -41,11 +41,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"transport"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onecopy_smtp_transactions_total",
-			Help: "Mail transactions that reached DATA, by result: accepted (250), deferred (4xx), rejected (5xx), aborted (connection lost or closed during DATA).",
+			Help: "Mail transactions that reached DATA or BDAT, by result: accepted (250, counted with the copies), deferred (4xx), rejected (5xx), aborted (connection lost or closed during the message).",
 		}, []string{"result"}),
 		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onecopy_smtp_protocol_errors_total",
-			Help: "Client behaviour the connection guard refused (bare LF, smuggling, over-long lines, bad addresses, timeouts, floods), by kind.",
+			Help: "Client behaviour the connection guard refused (bare LF, smuggling, white space or control characters in commands, over-long lines, bad addresses, STARTTLS injection, failed TLS handshakes, timeouts, floods), by kind.",
 		}, []string{"kind"}),
 		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "onecopy_smtp_faults_total",

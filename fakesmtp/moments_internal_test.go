@@ -15,7 +15,7 @@ func TestFaultMomentsCoverWhereFaultsAct(t *testing.T) {
 		{Kind: "reject", Addr: "a@x.test"}, {Kind: "reject-nth", N: 1}, {Kind: "greylist"},
 		{Kind: "tempfail", P: 1}, {Kind: "drop-during-data", P: 1}, {Kind: "drop-after-data", P: 1},
 		{Kind: "slow-ack", D: time.Nanosecond, P: 1}, {Kind: "latency", D: time.Nanosecond},
-		{Kind: "refuse", P: 1}, {Kind: "conn-limit", N: 1},
+		{Kind: "refuse", P: 1}, {Kind: "conn-limit", N: 1}, {Kind: "reject-mail", P: 1},
 	}
 	for _, spec := range specs {
 		f := NewFaults([]FaultSpec{spec}, rand.New(rand.NewPCG(1, 2)))

@@ -13,13 +13,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/onecopy/onecopy/mailbox"
 )
 
-// Normalize returns the counter key of an address: trimmed and lower-cased,
-// so Bob@Example.COM and bob@example.com are one mailbox.
-func Normalize(addr string) string {
-	return strings.ToLower(strings.TrimSpace(addr))
-}
+// Normalize returns the counter key of an address, so Bob@Example.COM and
+// bob@example.com are one mailbox: mailbox.Key, the one definition
+// (docs/addresses.md).
+func Normalize(addr string) string { return mailbox.Key(addr) }
 
 // Recipient is what the oracle knows of one normalised address.
 type Recipient struct {

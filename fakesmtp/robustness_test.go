@@ -1,5 +1,5 @@
 // Robustness tests for the connection guard: the cases of
-// /work/shared/ROBUSTNESS.md that concern the server. Each case runs
+// docs/robustness.md. Each case runs
 // against the guarded server and, to prove the test can fail, against an
 // unguarded baseline (a plain mhale/smtpd Server at our pin, counting
 // recipients the naive way), which must exhibit the bug. Where the library
@@ -426,7 +426,7 @@ func (r result) all() []string {
 }
 
 type rawCase struct {
-	n     int // the case number in ROBUSTNESS.md
+	n     int // the case number in docs/robustness.md
 	name  string
 	opts  func() fakesmtp.Options
 	steps []step

@@ -8,8 +8,10 @@ package fakesmtp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -76,6 +78,37 @@ type Options struct {
 	// Logger receives protocol errors; nil discards.
 	Logger *slog.Logger
 
+	// TLSAddr, when set, is a second SMTP listener that speaks TLS from
+	// the first byte (implicit TLS, like port 465); "127.0.0.1:0" picks a
+	// port. Default: none.
+	TLSAddr string
+	// TLSCertFile and TLSKeyFile are a PEM certificate (with its chain)
+	// and its key, for STARTTLS and TLSAddr. Default: a throwaway CA and a
+	// certificate it signs for 127.0.0.1, ::1, localhost, Hostname and the
+	// listen hosts, made at Start; TLSCA returns the CA.
+	TLSCertFile, TLSKeyFile string
+	// TLSCAFile, when set, is a file Start writes TLSCA's PEM to, for
+	// senders to trust (the harness passes it as ONECOPY_SMTP_TLS_CA).
+	TLSCAFile string
+	// DisableSTARTTLS neither advertises nor accepts STARTTLS, for a
+	// sender that would upgrade whenever it can and cannot be given the
+	// CA. Default: offered.
+	DisableSTARTTLS bool
+	// RequireTLS refuses MAIL and AUTH on a session that has not done
+	// STARTTLS (530 5.7.0), and advertises AUTH only after it. Default:
+	// plaintext allowed.
+	RequireTLS bool
+	// Users, when set, are the only credentials AUTH accepts (user name to
+	// password). Default: AUTH accepts any user and password.
+	Users map[string]string
+	// RequireAuth refuses MAIL before a successful AUTH (530 5.7.0).
+	// Default: AUTH is optional.
+	RequireAuth bool
+	// APIToken, when set, is required as "Authorization: Bearer TOKEN" by
+	// the HTTP API's requests that change state (PUT /api/v1/faults,
+	// DELETE /api/v1/recipients, POST /api/v1/outage). It must be set when
+	// HTTPAddr is not a loopback address: Start refuses otherwise.
+	APIToken string
 	// APIKey, when set, is the key the fake provider APIs on the HTTP port
 	// require, where each provider carries it (see docs/providers.md);
 	// "" accepts any credentials.
@@ -102,8 +135,12 @@ type Delivery struct {
 	Recipients []string `json:"recipients"` // normalised and distinct
 	MessageID  string   `json:"message_id,omitempty"`
 	// Size is the message in bytes as the client meant it: dot stuffing
-	// undone, without the final dot.
+	// undone, without the final dot (the sum of the chunks, for BDAT).
 	Size int `json:"size"`
+	// User is who the session authenticated as (AUTH), "" if it did not.
+	User string `json:"user,omitempty"`
+	// TLS: the message came over TLS (STARTTLS or implicit TLS).
+	TLS bool `json:"tls,omitempty"`
 	// Provider is the API a copy came through over HTTP: ses, sendgrid,
 	// mailgun, postmark or resend.
 	Provider string `json:"provider,omitempty"`
@@ -180,6 +217,8 @@ type Server struct {
 	journal *journal
 	log     *slog.Logger
 	ln      *listener
+	tlsLn   *listener // the implicit TLS listener, or nil
+	tls     *tlsMaterial
 	lib     *smtpd.Server
 	httpSrv *http.Server
 	httpLn  net.Listener
@@ -191,7 +230,7 @@ type Server struct {
 	sessions map[uint64]*session
 	closing  bool
 	wg       sync.WaitGroup
-	served   chan struct{}
+	serving  sync.WaitGroup // the library's Serve loops
 	closeErr error
 	once     sync.Once
 }
@@ -206,7 +245,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		oracle:   NewOracle(),
 		log:      opts.Logger,
 		sessions: make(map[uint64]*session),
-		served:   make(chan struct{}),
 	}
 	srv.ctx, srv.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var err error
@@ -218,23 +256,44 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("fakesmtp: registering metrics: %w", err)
 		}
 	}
+	if srv.tls, err = loadTLS(&opts); err != nil {
+		return nil, fmt.Errorf("fakesmtp: %w", err)
+	}
 	if opts.Journal != "" {
 		if srv.journal, err = openJournal(opts.Journal, srv.oracle); err != nil {
 			return nil, fmt.Errorf("fakesmtp: %w", err)
 		}
 	}
 	var lc net.ListenConfig
+	var undo []io.Closer
+	fail := func(err error) (*Server, error) {
+		for _, c := range undo {
+			c.Close()
+		}
+		srv.closeJournal()
+		return nil, fmt.Errorf("fakesmtp: %w", err)
+	}
 	inner, err := lc.Listen(ctx, "tcp", opts.Addr)
 	if err != nil {
-		srv.closeJournal()
-		return nil, fmt.Errorf("fakesmtp: listening for SMTP on %s: %w (choose another --smtp address)", opts.Addr, err)
+		return fail(fmt.Errorf("listening for SMTP on %s: %w (choose another --smtp address)", opts.Addr, err))
 	}
+	undo = append(undo, inner)
 	srv.ln = &listener{inner: inner, addr: inner.Addr(), srv: srv}
+	if opts.TLSAddr != "" {
+		tin, err := lc.Listen(ctx, "tcp", opts.TLSAddr)
+		if err != nil {
+			return fail(fmt.Errorf("listening for SMTP over TLS on %s: %w (choose another TLS address)", opts.TLSAddr, err))
+		}
+		undo = append(undo, tin)
+		srv.tlsLn = &listener{inner: tin, addr: tin.Addr(), srv: srv, tls: true}
+	}
 	if opts.HTTPAddr != "" {
 		if srv.httpLn, err = lc.Listen(ctx, "tcp", opts.HTTPAddr); err != nil {
-			inner.Close()
-			srv.closeJournal()
-			return nil, fmt.Errorf("fakesmtp: listening for HTTP on %s: %w (choose another --http address)", opts.HTTPAddr, err)
+			return fail(fmt.Errorf("listening for HTTP on %s: %w (choose another --http address)", opts.HTTPAddr, err))
+		}
+		undo = append(undo, srv.httpLn)
+		if ip := srv.httpLn.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() && opts.APIToken == "" {
+			return fail(fmt.Errorf("the HTTP API on %s is reachable from other hosts, and anyone could reset the counts or inject faults: give it a token (Options.APIToken; onecopy fakesmtp --token or ONECOPY_API_TOKEN), or bind it to 127.0.0.1", srv.httpLn.Addr()))
 		}
 		srv.httpSrv = srv.newHTTPServer()
 		go srv.httpSrv.Serve(apiListener{srv.httpLn, srv})
@@ -249,10 +308,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		MaxSize: 0,
 		Timeout: 0,
 	}
-	go func() {
-		defer close(srv.served)
-		srv.lib.Serve(srv.ln)
-	}()
+	for _, l := range srv.listeners() {
+		srv.serving.Add(1)
+		go func() {
+			defer srv.serving.Done()
+			srv.lib.Serve(l)
+		}()
+	}
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	go func() { <-srv.ctx.Done(); stop() }()
 	return srv, nil
@@ -260,6 +322,28 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 // Addr is the SMTP address the server listens on (host:port).
 func (srv *Server) Addr() string { return srv.ln.Addr().String() }
+
+// TLSAddr is the implicit TLS listener's address, or "" when
+// Options.TLSAddr was empty.
+func (srv *Server) TLSAddr() string {
+	if srv.tlsLn == nil {
+		return ""
+	}
+	return srv.tlsLn.Addr().String()
+}
+
+// TLSCA is the PEM certificate clients must trust to verify the server's:
+// the throwaway CA made at Start, or the last certificate of
+// Options.TLSCertFile.
+func (srv *Server) TLSCA() []byte { return bytes.Clone(srv.tls.caPEM) }
+
+// listeners are the SMTP listeners: the plain one, then the TLS one.
+func (srv *Server) listeners() []*listener {
+	if srv.tlsLn == nil {
+		return []*listener{srv.ln}
+	}
+	return []*listener{srv.ln, srv.tlsLn}
+}
 
 // HTTPAddr is where the API listens, or "" when Options.HTTPAddr was empty.
 func (srv *Server) HTTPAddr() string {
@@ -275,6 +359,20 @@ func (srv *Server) SessionsAccepted() uint64 { return srv.nextID.Load() }
 
 // Oracle is the server's count.
 func (srv *Server) Oracle() *Oracle { return srv.oracle }
+
+// Reset forgets every count, as DELETE /api/v1/recipients does. With a
+// journal the reset is journaled (and synced) first, so the counts do not
+// come back at a restart.
+func (srv *Server) Reset() error {
+	if srv.journal == nil {
+		srv.oracle.Reset()
+		return nil
+	}
+	if err := srv.journal.append(journalLine{T: time.Now().UnixNano(), Reset: true}, srv.oracle); err != nil {
+		return fmt.Errorf("fakesmtp: resetting the counts: %w", err)
+	}
+	return nil
+}
 
 // Snapshot copies the current counts.
 func (srv *Server) Snapshot() Snapshot { return srv.oracle.Snapshot() }
@@ -312,12 +410,14 @@ func (srv *Server) Close() error {
 		srv.closing = true
 		srv.mu.Unlock()
 		list := srv.openList()
-		srv.ln.Close()
+		for _, l := range srv.listeners() {
+			l.Close()
+		}
 		srv.cancel()
 		for _, s := range list {
 			s.stop()
 		}
-		<-srv.served
+		srv.serving.Wait()
 		srv.wg.Wait()
 		if srv.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -339,7 +439,7 @@ func (srv *Server) closeJournal() error {
 
 // admit registers a new connection, or refuses it when the server is full
 // or closing.
-func (srv *Server) admit(c net.Conn) (*session, bool) {
+func (srv *Server) admit(c net.Conn, overTLS bool) (*session, bool) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.closing {
@@ -353,7 +453,11 @@ func (srv *Server) admit(c net.Conn) (*session, bool) {
 		c.Close()
 		return nil, false
 	}
+	if overTLS {
+		c = tls.Server(c, srv.tls.config)
+	}
 	s := newSession(srv, c, srv.nextID.Add(1))
+	s.tls, s.handshaking = overTLS, overTLS
 	srv.sessions[s.id] = s
 	srv.wg.Add(1)
 	srv.metrics.sessions.Inc()
@@ -396,10 +500,16 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, _ []byte) erro
 	if s.outcome.Reply != "" {
 		return errRejected
 	}
-	rcpts := make([]string, 0, len(to))
-	for _, a := range to {
-		if k := Normalize(a); !contains(rcpts, k) {
-			rcpts = append(rcpts, k)
+	// The guard's recipients are the ones counted; the library's must be
+	// the same, or the two read the dialogue differently and nothing they
+	// say can be trusted.
+	rcpts := s.rcpts
+	if len(to) != len(rcpts) {
+		return srv.desync(s, to)
+	}
+	for i, a := range to {
+		if Normalize(a) != rcpts[i] {
+			return srv.desync(s, to)
 		}
 	}
 	// The library saw an empty body: the guard measured the message and
@@ -407,13 +517,17 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, _ []byte) erro
 	size := s.msgSize
 	now := s.clock()
 	if srv.journal != nil {
-		if err := srv.journal.append(now, rcpts, s.messageID); err != nil {
+		if err := srv.journal.append(journalLine{T: now.UnixNano(), ID: s.messageID, Rcpt: rcpts}, srv.oracle); err != nil {
 			srv.log.Error("journal write failed; message refused with 451", "err", err)
 			s.outcome = Action{Reply: "451 4.3.0 Local error: journal write failed"}
 			return err
 		}
+	} else {
+		srv.oracle.Record(now, rcpts, s.messageID)
 	}
-	srv.oracle.Record(now, rcpts, s.messageID)
+	// Counted here, with the copies: every counted message is an accepted
+	// transaction, and nothing else is.
+	srv.metrics.transaction("accepted")
 	srv.metrics.copies.Add(float64(len(rcpts)))
 	srv.metrics.size.Observe(float64(size))
 	var id uint64
@@ -421,9 +535,18 @@ func (srv *Server) handle(remote net.Addr, _ string, to []string, _ []byte) erro
 		t.delivered, t.messageID, id = true, s.messageID, t.id
 	}
 	if srv.opts.OnDelivery != nil {
-		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Txn: id, Transport: TransportSMTP, Recipients: rcpts, MessageID: s.messageID, Size: size})
+		srv.opts.OnDelivery(Delivery{Time: now, Session: s.id, Txn: id, Transport: TransportSMTP, Recipients: rcpts,
+			MessageID: s.messageID, Size: size, User: s.user, TLS: s.tls})
 	}
 	return nil
+}
+
+// desync refuses a message whose recipients the library and the guard
+// disagree on: a bug, never the client's doing, reported loudly.
+func (srv *Server) desync(s *session, to []string) error {
+	srv.protocolError(s, "desync", fmt.Sprintf("library %q, guard %q", to, s.rcpts))
+	s.outcome = Action{Reply: "451 4.3.0 Local error: the server lost track of the dialogue"}
+	return errRejected
 }
 
 // messageID returns the Message-ID header of a message, unfolded, or "".
@@ -439,7 +562,7 @@ func messageID(data []byte) string {
 			return "" // end of the header
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte("Message-ID")) {
+		if !ok || !equalFold(string(bytes.TrimSpace(name)), "Message-ID") {
 			continue
 		}
 		v := string(bytes.TrimSpace(value))
@@ -462,6 +585,7 @@ func messageID(data []byte) string {
 type listener struct {
 	srv  *Server
 	addr net.Addr
+	tls  bool // implicit TLS: connections are TLS from the first byte
 
 	mu     sync.Mutex
 	inner  net.Listener
@@ -502,8 +626,12 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		c, err := inner.Accept()
 		if err != nil {
+			// An outage closed inner; it may be over already, with a new
+			// listener in its place (a short outage's comeBack can run
+			// before this Accept returns): go on with whatever is there
+			// now, never give up the port for it.
 			l.mu.Lock()
-			down := l.resume != nil && !l.closed
+			down := (l.resume != nil || l.inner != inner) && !l.closed
 			l.mu.Unlock()
 			if down {
 				continue
@@ -523,7 +651,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue
 		}
 		backoff = 0
-		if s, ok := l.srv.admit(c); ok {
+		if s, ok := l.srv.admit(c, l.tls); ok {
 			return s, nil
 		}
 	}
@@ -534,21 +662,34 @@ func (l *listener) Accept() (net.Conn, error) {
 // first), and the counts stay as they are. The port comes back on the same
 // address after d. An outage already under way is left alone.
 func (srv *Server) Outage(d time.Duration) error {
-	l := srv.ln
-	l.mu.Lock()
-	if l.closed || l.resume != nil {
-		l.mu.Unlock()
+	var errs []error
+	started := false
+	for _, l := range srv.listeners() {
+		ok, err := l.takeDown(d)
+		started = started || ok
+		errs = append(errs, err)
+	}
+	if !started {
 		return nil
 	}
-	l.resume = make(chan struct{})
-	err := l.inner.Close()
-	l.timer = time.AfterFunc(d, func() { l.comeBack(d) })
-	l.mu.Unlock()
 	for _, s := range srv.openList() {
 		s.stop()
 	}
 	srv.log.Info("outage started", "for", d)
-	return err
+	return errors.Join(errs...)
+}
+
+// takeDown closes the listener for d, unless it is closed or already down.
+func (l *listener) takeDown(d time.Duration) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.resume != nil {
+		return false, nil
+	}
+	l.resume = make(chan struct{})
+	err := l.inner.Close()
+	l.timer = time.AfterFunc(d, func() { l.comeBack(d) })
+	return true, err
 }
 
 func (l *listener) comeBack(d time.Duration) {
@@ -565,7 +706,7 @@ func (l *listener) comeBack(d time.Duration) {
 	if err != nil {
 		// Someone took the port meanwhile: try again shortly.
 		l.srv.log.Error("outage: port not back yet", "err", err)
-		l.timer = time.AfterFunc(min(d, 100*time.Millisecond), func() { l.comeBack(d) })
+		l.timer = time.AfterFunc(min(max(d, 10*time.Millisecond), 100*time.Millisecond), func() { l.comeBack(d) })
 		return
 	}
 	l.inner = inner

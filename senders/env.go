@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/onecopy/onecopy/mailbox"
 )
 
 // Names of the environment variables the harness sets for a sender.
@@ -153,5 +155,5 @@ func ReadList(path string) ([]string, error) {
 // Normalize returns the mailbox identity of addr, as the oracle counts it:
 // trimmed and lower-cased.
 func Normalize(addr string) string {
-	return strings.ToLower(strings.TrimSpace(addr))
+	return mailbox.Key(addr)
 }

@@ -33,6 +33,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -51,6 +53,7 @@ func main() {
 	flag.StringVar(&cfg.fakesmtpEnv, "fakesmtp-env", "", "extra `VAR=VALUE` for the fakesmtp process (e.g. GOMAXPROCS=2)")
 	flag.StringVar(&cfg.fakesmtpArgs, "fakesmtp-args", "", "extra space-separated `ARGS` for onecopy fakesmtp")
 	flag.StringVar(&cfg.bare, "bare", "", "also run C, bench/baresmtpd built as `BINARY` (mhale/smtpd + a map), each round")
+	flag.BoolVar(&cfg.pipeline, "pipeline", true, "also drive both servers with a pipelining Go client (RFC 2920: a message's final dot in one write with the next MAIL, RCPT and DATA), reused connections, 1 recipient; smtp-source cannot pipeline")
 	only := flag.String("only", "", "run only the headline configuration (sessions=16, 1 recipient, reused) when set to \"headline\"")
 	flag.Parse()
 	var err error
@@ -98,20 +101,25 @@ type config struct {
 	fakesmtpEnv           string
 	fakesmtpArgs          string
 	bare                  string
+	pipeline              bool
 }
 
 // load is one smtp-source invocation.
 type load struct {
-	Sessions int  `json:"sessions"`
-	Rcpts    int  `json:"rcpts"`
-	Reuse    bool `json:"reuse"`
-	Messages int  `json:"messages"`
+	Sessions  int  `json:"sessions"`
+	Rcpts     int  `json:"rcpts"`
+	Reuse     bool `json:"reuse"`
+	Messages  int  `json:"messages"`
+	Pipelined bool `json:"pipelined,omitempty"` // the Go pipelining client instead of smtp-source
 }
 
 func (l load) String() string {
 	r := "new conn/msg"
 	if l.Reuse {
 		r = "reused"
+	}
+	if l.Pipelined {
+		r = "reused, pipelining client"
 	}
 	return fmt.Sprintf("s=%d r=%d %s", l.Sessions, l.Rcpts, r)
 }
@@ -161,6 +169,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	fmt.Println(header + " smtp-source CPU µs/msg |")
 	fmt.Println(rule + "---:|")
+	var loads []load
 	for _, reuse := range cfg.reuse {
 		for _, rc := range cfg.rcpts {
 			for _, s := range cfg.sessions {
@@ -171,54 +180,66 @@ func run(ctx context.Context, cfg config) error {
 				if rc > 1 { // about twice the copies of a 1-recipient run, not rc times
 					l.Messages = max(l.Messages*2/rc, 1000)
 				}
-				var as, bs, cs []result
-				var ratios, cpuRatios, bareRatios, bareCPU []float64
-				for round := 1; round <= cfg.rounds; round++ {
-					a, err := runFakesmtp(ctx, cfg, l, ticks)
-					if err != nil {
-						return fmt.Errorf("%s, round %d, fakesmtp: %w", l, round, err)
-					}
-					b, err := runSink(ctx, cfg, l, ticks)
-					if err != nil {
-						return fmt.Errorf("%s, round %d, smtp-sink: %w", l, round, err)
-					}
-					a.Round, b.Round = round, round
-					round := []result{a, b}
-					as, bs = append(as, a), append(bs, b)
-					ratios = append(ratios, a.MsgPerS/b.MsgPerS)
-					cpuRatios = append(cpuRatios, a.CPUus/b.CPUus)
-					if cfg.bare != "" {
-						c, err := runBare(ctx, cfg, l, ticks)
-						if err != nil {
-							return fmt.Errorf("%s, round %d, bare mhale/smtpd: %w", l, a.Round, err)
-						}
-						c.Round = a.Round
-						round = append(round, c)
-						cs = append(cs, c)
-						bareRatios = append(bareRatios, c.MsgPerS/b.MsgPerS)
-						bareCPU = append(bareCPU, a.CPUus/c.CPUus)
-					}
-					for _, r := range round {
-						line, _ := json.Marshal(r)
-						fmt.Fprintf(jsonw, "%s\n", line)
-					}
-				}
-				msgs := func(r result) float64 { return r.MsgPerS }
-				cpu := func(r result) float64 { return r.CPUus }
-				client := func(r result) float64 { return r.ClientUs }
-				row := fmt.Sprintf("| %s | %.0f | %.0f | **%.2fx** (%s) | %.1f | %.1f | %.2fx |", l,
-					median(field(as, msgs)), median(field(bs, msgs)), median(ratios), spread(ratios),
-					median(field(as, cpu)), median(field(bs, cpu)), median(cpuRatios))
-				if cfg.bare != "" {
-					row += fmt.Sprintf(" %.0f | %.2fx (%s) | %.1f | %.2fx |", median(field(cs, msgs)),
-						median(bareRatios), spread(bareRatios), median(field(cs, cpu)), median(bareCPU))
-				}
-				fmt.Printf("%s %.1f |\n", row, median(field(append(append(slices.Clone(as), bs...), cs...), client)))
+				loads = append(loads, l)
 			}
 		}
 	}
+	if cfg.pipeline {
+		for _, s := range cfg.sessions {
+			loads = append(loads, load{Sessions: s, Rcpts: 1, Reuse: true, Messages: cfg.messages, Pipelined: true})
+		}
+	}
+	for _, l := range loads {
+		var as, bs, cs []result
+		var ratios, cpuRatios, bareRatios, bareCPU []float64
+		for round := 1; round <= cfg.rounds; round++ {
+			a, err := runFakesmtp(ctx, cfg, l, ticks)
+			if err != nil {
+				return fmt.Errorf("%s, round %d, fakesmtp: %w", l, round, err)
+			}
+			b, err := runSink(ctx, cfg, l, ticks)
+			if err != nil {
+				return fmt.Errorf("%s, round %d, smtp-sink: %w", l, round, err)
+			}
+			a.Round, b.Round = round, round
+			round := []result{a, b}
+			as, bs = append(as, a), append(bs, b)
+			ratios = append(ratios, a.MsgPerS/b.MsgPerS)
+			cpuRatios = append(cpuRatios, a.CPUus/b.CPUus)
+			if cfg.bare != "" && !l.Pipelined {
+				c, err := runBare(ctx, cfg, l, ticks)
+				if err != nil {
+					return fmt.Errorf("%s, round %d, bare mhale/smtpd: %w", l, a.Round, err)
+				}
+				c.Round = a.Round
+				round = append(round, c)
+				cs = append(cs, c)
+				bareRatios = append(bareRatios, c.MsgPerS/b.MsgPerS)
+				bareCPU = append(bareCPU, a.CPUus/c.CPUus)
+			}
+			for _, r := range round {
+				line, _ := json.Marshal(r)
+				fmt.Fprintf(jsonw, "%s\n", line)
+			}
+		}
+		msgs := func(r result) float64 { return r.MsgPerS }
+		cpu := func(r result) float64 { return r.CPUus }
+		client := func(r result) float64 { return r.ClientUs }
+		row := fmt.Sprintf("| %s | %.0f | %.0f | **%.2fx** (%s) | %.1f | %.1f | %.2fx |", l,
+			median(field(as, msgs)), median(field(bs, msgs)), median(ratios), spread(ratios),
+			median(field(as, cpu)), median(field(bs, cpu)), median(cpuRatios))
+		switch {
+		case cfg.bare != "" && l.Pipelined:
+			row += " | | | |"
+		case cfg.bare != "":
+			row += fmt.Sprintf(" %.0f | %.2fx (%s) | %.1f | %.2fx |", median(field(cs, msgs)),
+				median(bareRatios), spread(bareRatios), median(field(cs, cpu)), median(bareCPU))
+		}
+		fmt.Printf("%s %.1f |\n", row, median(field(append(append(slices.Clone(as), bs...), cs...), client)))
+	}
 	fmt.Println("\nA/B msg/s: fakesmtp / smtp-sink msg/s per round, median (min-max); CPU: server utime+stime per message, every thread, median;")
-	fmt.Println("A/B and A/C CPU: paired per round, median. smtp-source CPU: the load generator, median over every run.")
+	fmt.Println("A/B and A/C CPU: paired per round, median. smtp-source CPU: the load generator, median over every run")
+	fmt.Println("(for the pipelining client: sinkbench's own CPU, which drives the load).")
 	return nil
 }
 
@@ -394,8 +415,12 @@ func runSink(ctx context.Context, cfg config, l load, ticks float64) (result, er
 	return r, err
 }
 
-// drive runs smtp-source against srv and measures it.
+// drive runs smtp-source (or the pipelining client) against srv and
+// measures it.
 func drive(ctx context.Context, cfg config, srv *server, l load, ticks float64) (result, error) {
+	if l.Pipelined {
+		return drivePipelined(srv, l, ticks)
+	}
 	// -N: a fresh recipient address for every recipient of every message,
 	// as a real campaign has. -d: reuse the connection for the next message.
 	argv := []string{"-s", strconv.Itoa(l.Sessions), "-m", strconv.Itoa(l.Messages), "-r", strconv.Itoa(l.Rcpts), "-N"}
@@ -501,4 +526,113 @@ func counts(httpAddr string) (count, error) {
 		return c, fmt.Errorf("%s/metrics: no onecopy_smtp_copies_per_recipient histogram", httpAddr)
 	}
 	return c, sc.Err()
+}
+
+// drivePipelined runs the pipelining client: l.Sessions connections, each
+// sending its messages with the final dot in one write with the next
+// message's MAIL, RCPT and DATA, a new recipient for every message (like
+// smtp-source -N).
+func drivePipelined(srv *server, l load, ticks float64) (result, error) {
+	cpu0, err := cpuSeconds(srv.cmd.Process.Pid, ticks)
+	if err != nil {
+		return result{}, err
+	}
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	var seq atomic.Int64
+	next := func() (string, bool) {
+		i := seq.Add(1)
+		return "r" + strconv.FormatInt(i, 10) + "@x.test", i <= int64(l.Messages)
+	}
+	errs := make(chan error, l.Sessions)
+	began := time.Now()
+	for range l.Sessions {
+		go func() { errs <- pipelineSession(srv.addr, next) }()
+	}
+	var first error
+	for range l.Sessions {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	elapsed := time.Since(began)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu1, cerr := cpuSeconds(srv.cmd.Process.Pid, ticks)
+	if first != nil {
+		return result{}, fmt.Errorf("pipelining client: %w", first)
+	}
+	if cerr != nil {
+		return result{}, cerr
+	}
+	used := func(r syscall.Rusage) time.Duration { return time.Duration(r.Utime.Nano() + r.Stime.Nano()) }
+	return result{
+		Load:     l,
+		Seconds:  elapsed.Seconds(),
+		MsgPerS:  float64(l.Messages) / elapsed.Seconds(),
+		CPUus:    (cpu1 - cpu0) / float64(l.Messages) * 1e6,
+		ClientUs: float64(used(ru1)-used(ru0)) / float64(time.Microsecond) / float64(l.Messages),
+	}, nil
+}
+
+const pipeBody = "From: a@x.test\r\nSubject: pipelined\r\n\r\n" +
+	"hello, world: a line of body text\r\nhello, world: a line of body text\r\n" +
+	"hello, world: a line of body text\r\nhello, world: a line of body text\r\n.\r\n"
+
+func pipelineSession(addr string, next func() (string, bool)) error {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	r, w := bufio.NewReader(conn), bufio.NewWriter(conn)
+	expect := func(firsts string) error {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for i := 0; i < len(firsts); i++ {
+			for {
+				line, err := r.ReadSlice('\n')
+				if err != nil {
+					return err
+				}
+				if len(line) < 4 || line[0] != firsts[i] {
+					return fmt.Errorf("unexpected reply %q", line)
+				}
+				if line[3] != '-' {
+					break
+				}
+			}
+		}
+		return nil
+	}
+	if err := expect("2"); err != nil {
+		return err
+	}
+	w.WriteString("EHLO pipeline.test\r\n")
+	if err := expect("2"); err != nil {
+		return err
+	}
+	to, ok := next()
+	if !ok {
+		return nil
+	}
+	w.WriteString("MAIL FROM:<a@x.test>\r\nRCPT TO:<" + to + ">\r\nDATA\r\n")
+	if err := expect("223"); err != nil {
+		return err
+	}
+	for {
+		w.WriteString(pipeBody)
+		if to, ok = next(); !ok {
+			if err := expect("2"); err != nil {
+				return err
+			}
+			w.WriteString("QUIT\r\n")
+			return expect("2")
+		}
+		w.WriteString("MAIL FROM:<a@x.test>\r\nRCPT TO:<" + to + ">\r\nDATA\r\n")
+		if err := expect("2223"); err != nil {
+			return err
+		}
+	}
 }

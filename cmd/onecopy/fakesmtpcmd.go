@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 
 	"github.com/spf13/cobra"
@@ -35,9 +36,10 @@ frameworks in any language (docs/fakesmtp.md).`,
 	seed := fs.Uint64("seed", 1, "seed for random faults")
 	maxSize := fs.Int("max-size", 10<<20, "largest message accepted, in bytes")
 	verbose := fs.BoolP("verbose", "v", false, "log protocol errors and faults to stderr")
+	token := fs.String("token", "", "API `TOKEN` the HTTP API requires (as Authorization: Bearer) of requests that change state; default $ONECOPY_API_TOKEN; needed when --http is not a loopback address")
 	procs := fs.Int("procs", 1, "`N` threads run the server's Go code (GOMAXPROCS); 0 keeps Go's default of one per CPU")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		*code = serveFake(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), fakeFlags{*smtpAddr, *httpAddr, *journal, *faults, *seed, *maxSize, *verbose, *procs})
+		*code = serveFake(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), fakeFlags{*smtpAddr, *httpAddr, *journal, *faults, *seed, *maxSize, *verbose, *procs, *token})
 		return nil
 	}
 	return cmd
@@ -50,10 +52,11 @@ type fakeFlags struct {
 	maxSize                     int
 	verbose                     bool
 	procs                       int
+	token                       string
 }
 
 func serveFake(ctx context.Context, stdout, stderr io.Writer, ff fakeFlags) int {
-	smtpAddr, httpAddr, journal, faults, seed, maxSize, verbose, procs := &ff.smtpAddr, &ff.httpAddr, &ff.journal, ff.faults, &ff.seed, &ff.maxSize, &ff.verbose, &ff.procs
+	smtpAddr, httpAddr, journal, faults, seed, maxSize, verbose, procs, token := &ff.smtpAddr, &ff.httpAddr, &ff.journal, ff.faults, &ff.seed, &ff.maxSize, &ff.verbose, &ff.procs, &ff.token
 	// One thread by default, like smtp-sink's single event loop: SMTP is
 	// ping-pong, each reply a few microseconds of work, and with more
 	// threads Go's scheduler spends as much again waking and parking them,
@@ -76,8 +79,11 @@ func serveFake(ctx context.Context, stdout, stderr io.Writer, ff fakeFlags) int 
 		specs = append(specs, spec)
 	}
 	// A FaultSet even with no --fault, so PUT /api/v1/faults can add some.
+	if *token == "" {
+		*token = os.Getenv("ONECOPY_API_TOKEN")
+	}
 	opts := fakesmtp.Options{Addr: *smtpAddr, HTTPAddr: *httpAddr, Journal: *journal, MaxSize: *maxSize,
-		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(specs, *seed)}}
+		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(specs, *seed)}, APIToken: *token}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
@@ -88,6 +94,9 @@ func serveFake(ctx context.Context, stdout, stderr io.Writer, ff fakeFlags) int 
 	fmt.Fprintf(stdout, "onecopy fakesmtp: SMTP on %s\n", srv.Addr())
 	if a := srv.HTTPAddr(); a != "" {
 		fmt.Fprintf(stdout, "  counts:  http://%s/api/v1/recipients\n  faults:  http://%s/api/v1/faults\n  metrics: http://%s/metrics\n", a, a, a)
+		if *token != "" {
+			fmt.Fprintln(stdout, "  control: PUT, DELETE and POST need Authorization: Bearer <the --token or ONECOPY_API_TOKEN value>")
+		}
 	}
 	if *journal != "" {
 		c := srv.Oracle().Copies()
