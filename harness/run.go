@@ -105,10 +105,12 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	defer r.cm.end()
 	r.sched = newSchedule(cfg.Kills, r.exp.Len(), rand.New(rand.NewPCG(cfg.Seed, 1)))
 
-	if r.srv, err = fakesmtp.Start(ctx, r.serverOptions(specs)); err != nil {
+	opts := r.serverOptions(specs)
+	if r.srv, err = fakesmtp.Start(ctx, opts); err != nil {
 		return nil, err
 	}
-	r.env = senders.Env{SMTPAddr: r.srv.Addr(), APIURL: "http://" + r.srv.HTTPAddr(), RecipientsFile: r.listFile, StateDir: r.stateDir, Campaign: cfg.Campaign}
+	r.env = senders.Env{SMTPAddr: r.srv.Addr(), APIURL: "http://" + r.srv.HTTPAddr(), RecipientsFile: r.listFile, StateDir: r.stateDir,
+		Campaign: cfg.Campaign, SMTPTLSCA: opts.TLSCAFile}
 	if r.sup, err = contain.New(contain.Options{Mode: contain.Mode(cfg.Containment), Logger: cfg.Logger}); err != nil {
 		r.srv.Close()
 		return nil, fmt.Errorf("containing the sender: %w", err)
@@ -161,6 +163,9 @@ func (r *run) serverOptions(specs []fakesmtp.FaultSpec) fakesmtp.Options {
 	opts := r.cfg.SMTP
 	if opts.HTTPAddr == "" {
 		opts.HTTPAddr = "127.0.0.1:0" // the providers' send APIs (docs/providers.md)
+	}
+	if opts.TLSCAFile == "" && !opts.DisableSTARTTLS {
+		opts.TLSCAFile = filepath.Join(r.workDir, "tls-ca.pem") // handed to the sender: ONECOPY_SMTP_TLS_CA
 	}
 	opts.Hooks = append(slices.Clip(opts.Hooks),
 		r.sessionHook(),
@@ -704,6 +709,11 @@ func (r *run) launch(ctx context.Context, k int) error {
 	e := r.env
 	e.Attempt, e.Instance = attempt, k
 	env := append(append(os.Environ(), e.Environ()...), r.cfg.Env...)
+	if e.SMTPTLSCA != "" && os.Getenv("NODE_EXTRA_CA_CERTS") == "" {
+		// Node.js adds these to its trusted CAs (it does not replace them):
+		// nodemailer then trusts the fake's STARTTLS as is.
+		env = append(env, "NODE_EXTRA_CA_CERTS="+e.SMTPTLSCA)
+	}
 	out := newTail(20, logf)
 	p, err := startProc(ctx, r.sup, r.cfg.Command, env, out)
 	if err != nil {

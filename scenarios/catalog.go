@@ -73,7 +73,7 @@ func Catalog() []Scenario {
 			Recipients: 200, Kills: []string{"random=3"}, Expect: verdict.EffectivelyOnce, Why: doubt,
 			Mutants: []string{"naive", "checkpoint"}},
 		{Name: "slow-ack", Mode: "client timeout shorter than the server's post-DATA work", Rows: []int{6}, Labels: []string{"fault", "in-doubt"},
-			Recipients: 60, Faults: []string{"slow-ack=1500ms@0.1"}, Expect: verdict.EffectivelyOnce,
+			Recipients: 40, Faults: []string{"slow-ack=1s@0.1"}, Expect: verdict.EffectivelyOnce,
 			Why:     "a client that waits less than the held 250 leaves its transaction in doubt",
 			Mutants: []string{"short-timeout"}},
 		{Name: "cut-after-dot", Mode: "connection drops after the final dot", Rows: []int{7}, Labels: []string{"fault", "in-doubt"},
@@ -91,7 +91,7 @@ func Catalog() []Scenario {
 			Recipients: 200, Instances: 2, StaggerAt: 30, Expect: verdict.ExactlyOnce, Why: noDoub,
 			Mutants: []string{"no-lock"}},
 		{Name: "graceful-shutdown", Mode: "deploy sends SIGTERM with enough grace", Rows: []int{11}, Labels: []string{"kill", "term"},
-			Recipients: 40, Kills: []string{"at=30%,60%"}, Signal: harness.SigTerm, Grace: time.Second, Faults: []string{"slow-ack=100ms"},
+			Recipients: 25, Kills: []string{"at=30%,60%"}, Signal: harness.SigTerm, Grace: time.Second, Faults: []string{"slow-ack=100ms"},
 			Expect: verdict.ExactlyOnce, Why: "a second of grace outlasts the message in hand (each 250 is held 100ms): finish it, record it, exit",
 			Mutants: []string{"term-ignore", "term-exit"}},
 		{Name: "short-grace", Mode: "shutdown grace shorter than the batch", Rows: []int{11}, Labels: []string{"kill", "term", "in-doubt"},
@@ -126,7 +126,7 @@ func Catalog() []Scenario {
 			Why:     "a batching sender must send the message to the accepted recipients and retry only the refused ones: " + noDoub,
 			Mutants: []string{"batch-resend"}},
 		{Name: "high-water", Mode: "a high-water mark with concurrent workers", Rows: []int{5}, Labels: []string{"kill", "fault"},
-			Recipients: 200, Kills: []string{"at=50%"}, Faults: []string{"tempfail=0.2"}, Expect: verdict.EffectivelyOnce, Why: doubt,
+			Recipients: 200, Kills: []string{"at=50%"}, Faults: []string{"tempfail=0.1"}, Expect: verdict.EffectivelyOnce, Why: doubt,
 			Mutants: []string{"high-water"}},
 	}
 }

@@ -79,8 +79,8 @@ type member struct {
 }
 
 func openSubreaper(id string, log *slog.Logger) (*subreaper, error) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+	if err := subreaperFlag.hold(); err != nil {
+		return nil, err
 	}
 	r := newSubreaper(id, log)
 	r.pidfds = goHoldsPidfds()
@@ -464,12 +464,50 @@ func (r *subreaper) setWatchdog(wd *watchdog) {
 	r.mu.Unlock()
 }
 
-// close stops the scans. It leaves this process a subreaper: the flag is
-// one per process, and another Supervisor, in another goroutine (a gate
-// running scenarios in parallel), may still rely on it (docs/containment.md).
+// close stops the scans, and puts the subreaper flag back once no other
+// subreaper Supervisor of this process needs it.
 func (r *subreaper) close() error {
 	close(r.stop)
 	r.wg.Wait()
 	signal.Stop(r.sigs)
+	return subreaperFlag.release()
+}
+
+// subreaperFlag counts the open subreaper Supervisors. The flag belongs to
+// the process, not to a Supervisor, and several may be open at once (a
+// gate runs scenarios in parallel): it is set while any is open, and put
+// back as the first one found it when the last one closes. This is the
+// package's one piece of shared state, because the kernel's is shared.
+var subreaperFlag flagCount
+
+type flagCount struct {
+	mu    sync.Mutex
+	users int
+	was   bool
+}
+
+func (f *flagCount) hold() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.users == 0 {
+		was, err := subreaperSet()
+		if err != nil {
+			return fmt.Errorf("prctl(PR_GET_CHILD_SUBREAPER): %w", err)
+		}
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+		}
+		f.was = was
+	}
+	f.users++
 	return nil
+}
+
+func (f *flagCount) release() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.users--; f.users > 0 || f.was {
+		return nil
+	}
+	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 }
