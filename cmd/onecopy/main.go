@@ -108,7 +108,7 @@ func version() string {
 			when = s.Value
 		}
 	}
-	if rev != "" {
+	if rev != "" && !strings.Contains(v, rev[:min(12, len(rev))]) {
 		v += fmt.Sprintf(" (%.12s%s %s)", rev, dirty, when)
 	}
 	return v + " " + bi.GoVersion
