@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,8 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := newFlagSet("onecopy sender", stderr)
 	timeout := fs.Duration("timeout", builtin.DefaultTimeout, "deadline for each SMTP command and its reply")
 	verbose := fs.Bool("v", false, "log every step to stderr")
+	batch := fs.Int("batch", 1, "ledger senders: recipients per SMTP transaction (keep it the same across restarts)")
+	conns := fs.Int("connections", 1, "ledger senders: parallel SMTP connections")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders: %s\n"+
 			"They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
@@ -48,7 +51,19 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := checkSenderName(name); err != nil {
 		return failed(stderr, err)
 	}
+	if *batch < 1 || *conns < 1 {
+		return failed(stderr, &harness.UsageError{Msg: fmt.Sprintf("--batch %d --connections %d: want 1 or more", *batch, *conns)})
+	}
 	opts := builtin.Options{Timeout: *timeout}
+	// Left at 0 when not given: each sender keeps its own default shape.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "batch":
+			opts.Batch = *batch
+		case "connections":
+			opts.Connections = *conns
+		}
+	})
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -37,8 +37,17 @@ type listSender struct {
 	opts   Options
 }
 
+// newListSender returns a listSender recording as record says, refusing the
+// ledger's shapes: it sends one message per line over one connection.
+func newListSender(name string, record recordMode, opts Options) (senders.Sender, error) {
+	if opts.Batch > 1 || opts.Connections > 1 {
+		return nil, fmt.Errorf("sender %s sends one message per line over one connection: Batch and Connections (--batch, --connections) are for the ledger senders", name)
+	}
+	return &listSender{name: name, record: record, opts: opts}, nil
+}
+
 // Send implements senders.Sender.
-func (l listSender) Send(ctx context.Context, env senders.Env) error {
+func (l *listSender) Send(ctx context.Context, env senders.Env) error {
 	list, err := senders.ReadList(env.RecipientsFile)
 	if err != nil {
 		return err
