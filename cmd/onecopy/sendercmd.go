@@ -31,9 +31,18 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	batch := fs.Int("batch", 1, "ledger senders: recipients per SMTP transaction (keep it the same across restarts)")
 	conns := fs.Int("connections", 1, "ledger senders: parallel SMTP connections")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders: %s\n"+
-			"They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
-			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n", strings.Join(builtin.Names(), ", "))
+		fmt.Fprint(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders:\n")
+		for _, name := range builtin.Names() {
+			what := ""
+			if in, ok := builtin.Describe(name); ok && in.Correct {
+				what = "correct"
+			} else if ok {
+				what = "bug: " + in.Bug
+			}
+			fmt.Fprintf(stderr, "  %-17s %s\n", name, what)
+		}
+		fmt.Fprint(stderr, "They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
+			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Accept flags before or after the name.

@@ -16,6 +16,10 @@
 //     over Options.Connections connections, each transaction recorded after
 //     its reply, retries of 4xx, bounces on 5xx, a file lock against
 //     overlapping instances and a graceful SIGTERM (effectively-once).
+//
+// The others are mutants: the ledger (or the checkpoint sender) with one
+// real bug each, so the scenario catalog can prove it catches every one.
+// [Describe] says what each built-in is; docs/mutants.md has the table.
 package builtin
 
 import (
@@ -92,22 +96,26 @@ func (o Options) withDefaults() (Options, error) {
 
 // Names returns the names of the built-in senders, for New.
 func Names() []string {
-	return []string{"naive", "checkpoint", "early", "ledger"}
+	names := []string{"naive", "checkpoint", "early", "ledger"}
+	return append(names, mutantNames()...)
 }
 
 // New returns the built-in sender called name (one of Names()).
 func New(name string, opts Options) (senders.Sender, error) {
+	if m, ok := findMutant(name); ok {
+		return m.build(opts)
+	}
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	switch name {
 	case "naive":
-		return newListSender(name, recordNone, opts)
+		return newListSender(name, recordNone, 0, opts)
 	case "checkpoint":
-		return newListSender(name, recordAfter, opts)
+		return newListSender(name, recordAfter, 0, opts)
 	case "early":
-		return newListSender(name, recordBefore, opts)
+		return newListSender(name, recordBefore, 0, opts)
 	case "ledger":
 		return &ledger{name: name, opts: opts}, nil
 	}

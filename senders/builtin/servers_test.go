@@ -113,8 +113,10 @@ func (cs *countingServer) deliveries() []delivery {
 // empty. Verbs are EHLO, MAIL, RCPT, DATA and END (the reply to the final
 // dot); a queue under "RCPT addr" answers that address first. Special
 // replies: "DROP" closes the connection without answering, "HANG" never
-// answers. A message is counted when its END reply is a 250 or DROP
-// (accepted, then cut off: a copy the client never heard of).
+// answers, "SLOW reply" (END only) counts the message and answers reply
+// after slowAck. A message is counted when its END reply is a 250, DROP or
+// SLOW (accepted, then cut off or late: a copy the client may never hear
+// of).
 type scriptedServer struct {
 	Addr string
 
@@ -127,6 +129,10 @@ type scriptedServer struct {
 	hung    chan struct{} // closed when the first HANG reply is reached
 	hangs   sync.Once
 }
+
+// slowAck is how long a SLOW reply is held back: well past the 200ms the
+// short-timeout mutant waits, well within every other test timeout.
+const slowAck = 400 * time.Millisecond
 
 func newScriptedServer(t *testing.T, replies map[string][]string) *scriptedServer {
 	t.Helper()
@@ -237,6 +243,10 @@ func (s *scriptedServer) serve(conn net.Conn) {
 				body.WriteString(strings.TrimPrefix(l, "."))
 			}
 			reply = s.next("END", "250 OK")
+			late, slow := strings.CutPrefix(reply, "SLOW ")
+			if slow {
+				reply = late
+			}
 			if reply == "DROP" || strings.HasPrefix(reply, "250") {
 				m, err := mail.ReadMessage(&body)
 				id := ""
@@ -248,6 +258,9 @@ func (s *scriptedServer) serve(conn net.Conn) {
 					s.got = append(s.got, delivery{To: to, MessageID: id})
 				}
 				s.mu.Unlock()
+			}
+			if slow {
+				time.Sleep(slowAck) // the server's slow post-DATA work, not synchronisation
 			}
 			rcpts = nil
 		case "RSET", "NOOP":

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -223,7 +225,7 @@ func TestOptionsShapes(t *testing.T) {
 			t.Errorf("New(ledger, %+v) accepted", o)
 		}
 	}
-	for _, name := range []string{"naive", "checkpoint", "early"} {
+	for _, name := range []string{"naive", "checkpoint", "early", "checkpoint-every"} {
 		if _, err := New(name, Options{Batch: 2}); err == nil || !strings.Contains(err.Error(), "ledger") {
 			t.Errorf("New(%s, Batch 2): got %v, want a refusal pointing at the ledger", name, err)
 		}
@@ -235,6 +237,10 @@ func TestOptionsShapes(t *testing.T) {
 	}{
 		{"ledger", Options{}, 1, 1},
 		{"ledger", Options{Batch: 7, Connections: 3}, 7, 3},
+		{"batch-resend", Options{}, 10, 1},
+		{"batch-resend", Options{Batch: 4}, 4, 1},
+		{"high-water", Options{}, 1, 4},
+		{"no-lock", Options{Connections: 2}, 1, 2},
 	} {
 		s, err := New(c.name, c.opts)
 		if err != nil {
@@ -243,5 +249,66 @@ func TestOptionsShapes(t *testing.T) {
 		if l := s.(*ledger); l.opts.Batch != c.batch || l.opts.Connections != c.conns {
 			t.Errorf("New(%s, %+v): batch %d, connections %d; want %d, %d", c.name, c.opts, l.opts.Batch, l.opts.Connections, c.batch, c.conns)
 		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	rows := map[int]bool{1: true, 2: true, 3: true, 5: true, 6: true, 7: true, 9: true, 10: true, 11: true, 12: true, 13: true, 15: true, 16: true, 17: true, 18: true, 20: true}
+	for _, name := range Names() {
+		in, ok := Describe(name)
+		if !ok || in.Name != name {
+			t.Errorf("Describe(%q) = %+v, %v", name, in, ok)
+			continue
+		}
+		if in.Correct != (name == "ledger") {
+			t.Errorf("%s: Correct = %v", name, in.Correct)
+		}
+		if !in.Correct && (in.Bug == "" || in.Exposes == "" || strings.Contains(in.Bug, "\n")) {
+			t.Errorf("%s: a buggy sender needs a one-line Bug and the chaos that Exposes it: %+v", name, in)
+		}
+		for _, r := range in.Rows {
+			if !rows[r] {
+				t.Errorf("%s: row %d is not in the failure-mode table", name, r)
+			}
+		}
+	}
+	if _, ok := Describe("nope"); ok {
+		t.Error("Describe(nope) found something")
+	}
+}
+
+// The lease is taken only when absent or expired, and refreshed without a
+// look at who holds it: the missing fencing the lease mutant is about.
+func TestLeaseHasNoFencing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.lease")
+	ctx := context.Background()
+	a, err := takeLease(ctx, path, "a", time.Hour, newTestLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := takeLease(wait, path, "b", time.Hour, newTestLogger()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("took a live lease: %v", err)
+	}
+	// a's lease expires; b takes it over.
+	if err := os.WriteFile(path, []byte("a 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := takeLease(ctx, path, "b", time.Hour, newTestLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.hold(); err != nil {
+		t.Fatal(err)
+	}
+	if holder, _, _ := readLease(path); holder != "a" {
+		t.Fatalf("holder %q after a's refresh; want a, who took it back without looking", holder)
+	}
+	if err := b.release(); err != nil {
+		t.Fatal(err)
+	}
+	if holder, _, _ := readLease(path); holder != "a" {
+		t.Fatal("b released a lease it no longer held")
 	}
 }

@@ -4,6 +4,7 @@
 package builtin
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -29,10 +30,15 @@ type session struct {
 	conn    net.Conn
 	client  *smtp.Client
 	timeout time.Duration
+	// dotTimeout, when set, replaces timeout for the reply to the final dot.
+	dotTimeout time.Duration
 	// broken: the connection can no longer be trusted (dropped, timed out,
 	// 421, or interrupted mid-command). Close it and dial again.
 	broken bool
 }
+
+// stepDot names the wait for the reply to the final dot.
+const stepDot = "end of DATA"
 
 // stepError is a failed SMTP step, naming the command that failed.
 type stepError struct {
@@ -127,7 +133,12 @@ func (s *session) watch(ctx context.Context, fn func() error) error {
 
 // step runs one command under a fresh deadline and wraps its error.
 func (s *session) step(ctx context.Context, name string, forRcpt bool, fn func() error) error {
-	err := s.conn.SetDeadline(time.Now().Add(s.timeout))
+	return s.stepWithin(ctx, name, forRcpt, s.timeout, fn)
+}
+
+// stepWithin is step with a deadline of timeout.
+func (s *session) stepWithin(ctx context.Context, name string, forRcpt bool, timeout time.Duration, fn func() error) error {
+	err := s.conn.SetDeadline(time.Now().Add(timeout))
 	if err == nil {
 		// Checked after setting the deadline, so a cancellation racing with
 		// it is never lost (see watch).
@@ -213,7 +224,7 @@ func (s *session) transaction(ctx context.Context, from string, to []string, msg
 		return accepted, err
 	}
 	// The reply to the final dot: the only acknowledgement SMTP has.
-	return accepted, s.step(ctx, "end of DATA", true, w.Close)
+	return accepted, s.stepWithin(ctx, stepDot, true, cmp.Or(s.dotTimeout, s.timeout), w.Close)
 }
 
 // close says QUIT when the session is healthy, then closes the connection.
