@@ -186,7 +186,11 @@ func (l *ledger) exclude(ctx context.Context, env senders.Env, log *slog.Logger)
 	switch l.bugs.lock {
 	case lockLease:
 		owner := fmt.Sprintf("instance-%d-attempt-%d-pid-%d", env.Instance, env.Attempt, os.Getpid())
-		return takeLease(ctx, filepath.Join(env.StateDir, "ledger.lease"), owner, leaseTTL, log)
+		lease, err := takeLease(ctx, filepath.Join(env.StateDir, "ledger.lease"), owner, leaseTTL, log)
+		if err != nil {
+			return nil, err
+		}
+		return lease, nil
 	case lockNone:
 		return noGuard{}, nil
 	}
@@ -260,7 +264,7 @@ func (w *worker) deliver(ctx context.Context, c chunk) error {
 	opts, bugs := w.l.opts, w.l.bugs
 	msg := w.message(c, bugs.freshID)
 	left := c.rcpts
-	for try, failures := 1, 0; len(left) > 0; try++ {
+	for try, failures := 0, 0; len(left) > 0; {
 		if failures > 0 {
 			if err := sleep(ctx, backoff(opts.Backoff, opts.MaxBackoff, failures)); err != nil {
 				return err
@@ -287,7 +291,7 @@ func (w *worker) deliver(ctx context.Context, c chunk) error {
 		if err := w.guard.hold(); err != nil {
 			return err
 		}
-		if try > 1 && bugs.freshID {
+		if try++; try > 1 && bugs.freshID {
 			msg = w.message(c, true)
 		}
 		to := make([]string, len(left))
