@@ -31,10 +31,21 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := newFlagSet("onecopy sender", stderr)
 	timeout := fs.Duration("timeout", builtin.DefaultTimeout, "deadline for each SMTP command and its reply")
 	verbose := fs.Bool("v", false, "log every step to stderr")
+	batch := fs.Int("batch", 1, "ledger senders: recipients per SMTP transaction (keep it the same across restarts)")
+	conns := fs.Int("connections", 1, "ledger senders: parallel SMTP connections")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders: %s\n"+
-			"They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
-			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n", strings.Join(builtin.Names(), ", "))
+		fmt.Fprint(stderr, "Usage: onecopy sender [flags] NAME\n\nBuilt-in senders:\n")
+		for _, name := range builtin.Names() {
+			what := ""
+			if in, ok := builtin.Describe(name); ok && in.Correct {
+				what = "correct"
+			} else if ok {
+				what = "bug: " + in.Bug
+			}
+			fmt.Fprintf(stderr, "  %-17s %s\n", name, what)
+		}
+		fmt.Fprint(stderr, "They read ONECOPY_SMTP_ADDR, ONECOPY_RECIPIENTS, ONECOPY_STATE_DIR, ONECOPY_CAMPAIGN,\n"+
+			"ONECOPY_ATTEMPT and ONECOPY_INSTANCE (set by onecopy run).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Accept flags before or after the name.
@@ -52,7 +63,19 @@ func senderCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := checkSenderName(name); err != nil {
 		return failed(stderr, nil, err)
 	}
+	if *batch < 1 || *conns < 1 {
+		return failed(stderr, nil, &harness.UsageError{Msg: fmt.Sprintf("--batch %d --connections %d: want 1 or more", *batch, *conns)})
+	}
 	opts := builtin.Options{Timeout: *timeout}
+	// Left at 0 when not given: each sender keeps its own default shape.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "batch":
+			opts.Batch = *batch
+		case "connections":
+			opts.Connections = *conns
+		}
+	})
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -10,13 +10,20 @@
 //     right after a 250 resends that message with a new Message-ID).
 //   - early: records the position before each send (at-most-once: a kill or
 //     error mid-send loses that recipient).
-//   - ledger: a SQLite ledger with one row per normalised address, a
-//     Message-ID fixed per (campaign, address), retries of 4xx, bounces on
-//     5xx, a file lock against overlapping instances and a graceful SIGTERM
-//     (effectively-once).
+//   - ledger: a SQLite ledger with one row per normalised address, the
+//     distinct list cut into chunks of Options.Batch recipients (one
+//     transaction each, with a Message-ID fixed per (campaign, chunk)) sent
+//     over Options.Connections connections, each transaction recorded after
+//     its reply, retries of 4xx, bounces on 5xx, a file lock against
+//     overlapping instances and a graceful SIGTERM (effectively-once).
+//
 //   - naive-http, ledger-http, ledger-http-key: naive and ledger sending
 //     through Resend's API at ONECOPY_API_URL instead of SMTP, the last
 //     with the Message-ID also as Resend's Idempotency-Key (http_senders.go).
+//
+// The others are mutants: the ledger (or the checkpoint sender) with one
+// real bug each, so the scenario catalog can prove it catches every one.
+// [Describe] says what each built-in is; docs/mutants.md has the table.
 package builtin
 
 import (
@@ -42,6 +49,14 @@ type Options struct {
 	Backoff time.Duration
 	// MaxBackoff caps that wait; 0 means 1s.
 	MaxBackoff time.Duration
+	// Batch is how many recipients the ledger puts in one SMTP transaction:
+	// the distinct list is cut into chunks of Batch by list position, and
+	// each chunk is one message with its own fixed Message-ID. 0 means 1.
+	// Keep it the same across restarts of one campaign.
+	Batch int
+	// Connections is how many SMTP connections the ledger sends over at
+	// once, each worker taking the next pending chunk. 0 means 1.
+	Connections int
 }
 
 // Default option values.
@@ -56,6 +71,9 @@ const (
 func (o Options) withDefaults() (Options, error) {
 	if o.Timeout < 0 || o.Backoff < 0 || o.MaxBackoff < 0 {
 		return o, errors.New("negative duration in sender options: use 0 for the default")
+	}
+	if o.Batch < 0 || o.Connections < 0 {
+		return o, fmt.Errorf("sender options Batch=%d, Connections=%d: want 1 or more (0 means 1)", o.Batch, o.Connections)
 	}
 	if strings.ContainsAny(o.From, "<>\r\n\t ") {
 		return o, fmt.Errorf("sender option From=%q must be a bare address such as %s", o.From, DefaultFrom)
@@ -75,39 +93,35 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = DefaultMaxBackoff
 	}
+	o.Batch = max(o.Batch, 1)
+	o.Connections = max(o.Connections, 1)
 	return o, nil
 }
 
 // Names returns the names of the built-in senders, for New.
 func Names() []string {
-	return []string{"naive", "checkpoint", "early", "ledger", "naive-http", "ledger-http", "ledger-http-key"}
-}
-
-// Correct reports whether the built-in sender called name is a correct
-// one (any other built-in carries a bug on purpose).
-func Correct(name string) bool {
-	switch name {
-	case "ledger", "ledger-http", "ledger-http-key":
-		return true
-	}
-	return false
+	names := []string{"naive", "checkpoint", "early", "ledger", "naive-http", "ledger-http", "ledger-http-key"}
+	return append(names, mutantNames()...)
 }
 
 // New returns the built-in sender called name (one of Names()).
 func New(name string, opts Options) (senders.Sender, error) {
+	if m, ok := findMutant(name); ok {
+		return m.build(opts)
+	}
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	switch name {
 	case "naive":
-		return listSender{name: name, record: recordNone, opts: opts}, nil
+		return newListSender(name, recordNone, 0, opts)
 	case "checkpoint":
-		return listSender{name: name, record: recordAfter, opts: opts}, nil
+		return newListSender(name, recordAfter, 0, opts)
 	case "early":
-		return listSender{name: name, record: recordBefore, opts: opts}, nil
+		return newListSender(name, recordBefore, 0, opts)
 	case "ledger":
-		return ledger{opts: opts}, nil
+		return &ledger{name: name, opts: opts}, nil
 	case "naive-http":
 		return naiveHTTP{opts: opts}, nil
 	case "ledger-http", "ledger-http-key":

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	"github.com/onecopy/onecopy/senders"
 )
@@ -62,11 +61,11 @@ func (l ledgerHTTP) Send(ctx context.Context, env senders.Env) error {
 	if err != nil {
 		return err
 	}
-	c, err := newResendClient(l.name(), env, l.opts.Timeout)
+	cl, err := newResendClient(l.name(), env, l.opts.Timeout)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer cl.close()
 	log := l.opts.Logger.With("sender", l.name(), "campaign", env.Campaign, "attempt", env.Attempt, "instance", env.Instance)
 	lock, err := acquireLock(ctx, filepath.Join(env.StateDir, "ledger.lock"), log)
 	if err != nil {
@@ -78,25 +77,32 @@ func (l ledgerHTTP) Send(ctx context.Context, env senders.Env) error {
 		return err
 	}
 	defer db.Close()
-	smtpLedger := ledger{opts: l.opts} // for its stopped report
-	pending, err := seedLedger(ctx, db, env.Campaign, list)
+	b := &book{db: db, campaign: env.Campaign}
+	chunks, _, err := b.seed(ctx, list, 1, senders.Normalize)
 	if err != nil {
-		return smtpLedger.stopped(ctx, db, env.Campaign, err)
+		return b.stopped(ctx, err)
 	}
-	log.Info("starting", "recipients", len(list), "pending", len(pending))
-	for _, r := range pending {
-		if ctx.Err() != nil {
-			return smtpLedger.stopped(ctx, db, env.Campaign, context.Cause(ctx))
-		}
-		state, detail, err := l.deliver(ctx, c, env, r)
-		if err != nil {
-			return smtpLedger.stopped(ctx, db, env.Campaign, err)
-		}
-		// Recorded even when ctx is cancelled: the message was sent.
-		if _, err := db.ExecContext(context.WithoutCancel(ctx),
-			`UPDATE recipients SET state = ?, detail = ?, updated = ? WHERE campaign = ? AND addr = ?`,
-			state, detail, time.Now().UTC().Format(time.RFC3339Nano), env.Campaign, r.addr); err != nil {
-			return fmt.Errorf("%s: %s was %s but recording it failed: %w; a rerun resends it with the same Message-ID", l.name(), r.rcpt, state, err)
+	log.Info("starting", "recipients", len(list), "pending", len(chunks))
+	for _, c := range chunks {
+		for _, r := range c.rcpts {
+			if ctx.Err() != nil {
+				return b.stopped(ctx, context.Cause(ctx))
+			}
+			state, detail, err := l.deliver(ctx, cl, env, r)
+			if err != nil {
+				return b.stopped(ctx, err)
+			}
+			// Recorded even when ctx is cancelled: the message was sent.
+			var sent []recipient
+			var bounced []bounce
+			if state == stateSent {
+				sent = []recipient{r}
+			} else {
+				bounced = []bounce{{recipient: r, reply: detail}}
+			}
+			if err := b.record(ctx, sent, bounced); err != nil {
+				return fmt.Errorf("%s: %w", l.name(), err)
+			}
 		}
 	}
 	log.Info("campaign complete")

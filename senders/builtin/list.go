@@ -35,10 +35,23 @@ type listSender struct {
 	name   string
 	record recordMode
 	opts   Options
+	// every > 1 (checkpoint-every's bug): recordAfter writes the position
+	// only every that many sends, and after the last.
+	every int
+}
+
+// newListSender returns a listSender recording as record says (every sends,
+// when above 1), refusing the ledger's shapes: it sends one message per line
+// over one connection.
+func newListSender(name string, record recordMode, every int, opts Options) (senders.Sender, error) {
+	if opts.Batch > 1 || opts.Connections > 1 {
+		return nil, fmt.Errorf("sender %s sends one message per line over one connection: Batch and Connections (--batch, --connections) are for the ledger senders", name)
+	}
+	return &listSender{name: name, record: record, every: every, opts: opts}, nil
 }
 
 // Send implements senders.Sender.
-func (l listSender) Send(ctx context.Context, env senders.Env) error {
+func (l *listSender) Send(ctx context.Context, env senders.Env) error {
 	list, err := senders.ReadList(env.RecipientsFile)
 	if err != nil {
 		return err
@@ -72,7 +85,7 @@ func (l listSender) Send(ctx context.Context, env senders.Env) error {
 			return fmt.Errorf("%s: recipient %d of %d (%s): %w", l.name, i+1, len(list), to, err)
 		}
 		log.Debug("sent", "to", to, "n", i+1)
-		if l.record == recordAfter {
+		if l.record == recordAfter && (l.every <= 1 || (i+1)%l.every == 0 || i+1 == len(list)) {
 			if err := writeCheckpoint(path, i+1); err != nil {
 				return err
 			}

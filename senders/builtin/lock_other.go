@@ -19,5 +19,8 @@ func acquireLock(context.Context, string, *slog.Logger) (*fileLock, error) {
 	return nil, errors.New("the ledger sender needs flock, which this OS lacks: run it on Linux, macOS or a BSD")
 }
 
+// hold does nothing.
+func (l *fileLock) hold() error { return nil }
+
 // release does nothing.
 func (l *fileLock) release() error { return nil }

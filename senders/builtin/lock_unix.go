@@ -48,5 +48,8 @@ func acquireLock(ctx context.Context, path string, log *slog.Logger) (*fileLock,
 	}
 }
 
+// hold does nothing: the flock is held until release.
+func (l *fileLock) hold() error { return nil }
+
 // release drops the lock (closing the file releases the flock).
 func (l *fileLock) release() error { return l.f.Close() }

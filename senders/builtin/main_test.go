@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,7 +24,10 @@ func TestHelperProcess(t *testing.T) {
 	if name == "" {
 		t.Skip("helper process for the senders.Main tests")
 	}
-	s, err := New(name, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	opts := Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	opts.Batch, _ = strconv.Atoi(os.Getenv("ONECOPY_TEST_BATCH"))
+	opts.Connections, _ = strconv.Atoi(os.Getenv("ONECOPY_TEST_CONNECTIONS"))
+	s, err := New(name, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +35,12 @@ func TestHelperProcess(t *testing.T) {
 }
 
 // startSender starts a built-in sender process under the contract.
-func startSender(t *testing.T, name string, env senders.Env) (*exec.Cmd, *bytes.Buffer) {
+func startSender(t *testing.T, sp spec, env senders.Env) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(os.Environ(), env.Environ()...)
-	cmd.Env = append(cmd.Env, "ONECOPY_TEST_SENDER="+name)
+	cmd.Env = append(cmd.Env, "ONECOPY_TEST_SENDER="+sp.name,
+		"ONECOPY_TEST_BATCH="+strconv.Itoa(sp.batch), "ONECOPY_TEST_CONNECTIONS="+strconv.Itoa(sp.conns))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -63,7 +68,7 @@ func TestMainLedgerGracefulSIGTERM(t *testing.T) {
 	list := addrs(200)
 	env := testEnv(t, srv.Addr, list...)
 	srv.mu.Lock() // held until onCount is set: no delivery can race past it
-	cmd, stderr := startSender(t, "ledger", env)
+	cmd, stderr := startSender(t, spec{name: "ledger"}, env)
 	srv.onCount = func(n int, _ delivery) error {
 		if n == 3 {
 			return cmd.Process.Signal(syscall.SIGTERM)
@@ -80,7 +85,7 @@ func TestMainLedgerGracefulSIGTERM(t *testing.T) {
 	}
 
 	env.Attempt = 2
-	cmd, stderr = startSender(t, "ledger", env)
+	cmd, stderr = startSender(t, spec{name: "ledger"}, env)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("rerun: %v, stderr %q", err, stderr.String())
 	}
@@ -90,7 +95,7 @@ func TestMainLedgerGracefulSIGTERM(t *testing.T) {
 }
 
 func TestMainBadEnvironmentExits1(t *testing.T) {
-	cmd, stderr := startSender(t, "naive", senders.Env{})
+	cmd, stderr := startSender(t, spec{name: "naive"}, senders.Env{})
 	if code := exitCode(cmd.Wait()); code != 1 || !strings.Contains(stderr.String(), senders.VarSMTPAddr) {
 		t.Fatalf("exit %d, stderr %q; want 1 naming %s", code, stderr.String(), senders.VarSMTPAddr)
 	}

@@ -37,6 +37,10 @@ type countingServer struct {
 	reject  map[string]bool               // normalised addresses to refuse at RCPT (550)
 	onRcpt  func(to string)               // called at each RCPT, before the reply
 	onCount func(n int, d delivery) error // called before the 250; an error makes it a 451
+	// onData is called with each message's recipients before it is
+	// counted, without the lock, so it may block one sender while others
+	// go on.
+	onData func(to []string)
 }
 
 func newCountingServer(t *testing.T) *countingServer {
@@ -59,14 +63,22 @@ func newCountingServer(t *testing.T) *countingServer {
 				return err
 			}
 			cs.mu.Lock()
+			hold := cs.onData
+			cs.mu.Unlock()
+			if hold != nil {
+				hold(to)
+			}
+			cs.mu.Lock()
 			defer cs.mu.Unlock()
+			before := len(cs.got)
 			for _, rcpt := range to {
 				d := delivery{To: rcpt, MessageID: m.Header.Get("Message-ID")}
 				cs.got = append(cs.got, d)
 				cs.raw = append(cs.raw, data)
 				if cs.onCount != nil {
 					if err := cs.onCount(len(cs.got), d); err != nil {
-						cs.got = cs.got[:len(cs.got)-1]
+						// The whole message is refused: none of its recipients counts.
+						cs.got, cs.raw = cs.got[:before], cs.raw[:before]
 						return err
 					}
 				}
@@ -99,9 +111,12 @@ func (cs *countingServer) deliveries() []delivery {
 // scriptedServer answers SMTP by script: replies[verb] is a queue of reply
 // lines consumed one per command, with "250 OK" (or 354 for DATA) when
 // empty. Verbs are EHLO, MAIL, RCPT, DATA and END (the reply to the final
-// dot). Special replies: "DROP" closes the connection without answering,
-// "HANG" never answers. A message is counted when its END reply is a 250 or
-// DROP (accepted, then cut off: a copy the client never heard of).
+// dot); a queue under "RCPT addr" answers that address first. Special
+// replies: "DROP" closes the connection without answering, "HANG" never
+// answers, "SLOW reply" (END only) counts the message and answers reply
+// after slowAck. A message is counted when its END reply is a 250, DROP or
+// SLOW (accepted, then cut off or late: a copy the client may never hear
+// of).
 type scriptedServer struct {
 	Addr string
 
@@ -114,6 +129,10 @@ type scriptedServer struct {
 	hung    chan struct{} // closed when the first HANG reply is reached
 	hangs   sync.Once
 }
+
+// slowAck is how long a SLOW reply is held back: well past the 200ms the
+// short-timeout mutant waits, well within every other test timeout.
+const slowAck = 400 * time.Millisecond
 
 func newScriptedServer(t *testing.T, replies map[string][]string) *scriptedServer {
 	t.Helper()
@@ -198,7 +217,10 @@ func (s *scriptedServer) serve(conn net.Conn) {
 			rcpts = nil
 			reply = s.next("MAIL", "250 OK")
 		case "RCPT":
-			reply = s.next("RCPT", "250 OK")
+			reply = s.next("RCPT "+strings.Trim(strings.TrimPrefix(arg, "TO:"), "<>"), "")
+			if reply == "" {
+				reply = s.next("RCPT", "250 OK")
+			}
 			if strings.HasPrefix(reply, "2") {
 				rcpts = append(rcpts, strings.Trim(strings.TrimPrefix(arg, "TO:"), "<>"))
 			}
@@ -221,6 +243,10 @@ func (s *scriptedServer) serve(conn net.Conn) {
 				body.WriteString(strings.TrimPrefix(l, "."))
 			}
 			reply = s.next("END", "250 OK")
+			late, slow := strings.CutPrefix(reply, "SLOW ")
+			if slow {
+				reply = late
+			}
 			if reply == "DROP" || strings.HasPrefix(reply, "250") {
 				m, err := mail.ReadMessage(&body)
 				id := ""
@@ -232,6 +258,9 @@ func (s *scriptedServer) serve(conn net.Conn) {
 					s.got = append(s.got, delivery{To: to, MessageID: id})
 				}
 				s.mu.Unlock()
+			}
+			if slow {
+				time.Sleep(slowAck) // the server's slow post-DATA work, not synchronisation
 			}
 			rcpts = nil
 		case "RSET", "NOOP":

@@ -4,6 +4,7 @@
 package builtin
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -29,10 +30,15 @@ type session struct {
 	conn    net.Conn
 	client  *smtp.Client
 	timeout time.Duration
+	// dotTimeout, when set, replaces timeout for the reply to the final dot.
+	dotTimeout time.Duration
 	// broken: the connection can no longer be trusted (dropped, timed out,
 	// 421, or interrupted mid-command). Close it and dial again.
 	broken bool
 }
+
+// stepDot names the wait for the reply to the final dot.
+const stepDot = "end of DATA"
 
 // stepError is a failed SMTP step, naming the command that failed.
 type stepError struct {
@@ -127,7 +133,12 @@ func (s *session) watch(ctx context.Context, fn func() error) error {
 
 // step runs one command under a fresh deadline and wraps its error.
 func (s *session) step(ctx context.Context, name string, forRcpt bool, fn func() error) error {
-	err := s.conn.SetDeadline(time.Now().Add(s.timeout))
+	return s.stepWithin(ctx, name, forRcpt, s.timeout, fn)
+}
+
+// stepWithin is step with a deadline of timeout.
+func (s *session) stepWithin(ctx context.Context, name string, forRcpt bool, timeout time.Duration, fn func() error) error {
+	err := s.conn.SetDeadline(time.Now().Add(timeout))
 	if err == nil {
 		// Checked after setting the deadline, so a cancellation racing with
 		// it is never lost (see watch).
@@ -153,34 +164,67 @@ func (s *session) step(ctx context.Context, name string, forRcpt bool, fn func()
 // recipient. On a 4xx or 5xx it resets the session for the next message.
 // Cancelling ctx aborts the transaction where it stands.
 func (s *session) send(ctx context.Context, from, to string, msg []byte) error {
-	return s.watch(ctx, func() error {
-		err := s.transaction(ctx, from, to, msg)
-		if err != nil && !s.broken {
+	refused, err := s.sendBatch(ctx, from, []string{to}, msg)
+	if err == nil {
+		err = refused[0]
+	}
+	return err
+}
+
+// sendBatch runs one transaction delivering msg to every address of to that
+// the server accepts at RCPT. refused[i] is the 4xx or 5xx reply to to[i]'s
+// RCPT (nil when accepted, or not reached because err ended the
+// transaction first). err is what failed the transaction as a whole: MAIL,
+// DATA, the message, the reply to the final dot, or a connection-class
+// failure at any step. With err nil, the accepted recipients got the message,
+// and when none was accepted no DATA was sent. After a refusal the session
+// is reset for the next message. Cancelling ctx aborts it where it stands.
+func (s *session) sendBatch(ctx context.Context, from string, to []string, msg []byte) (refused []error, err error) {
+	refused = make([]error, len(to))
+	err = s.watch(ctx, func() error {
+		accepted, err := s.transaction(ctx, from, to, msg, refused)
+		if (err != nil || accepted == 0) && !s.broken {
 			if rerr := s.step(ctx, "RSET", false, s.client.Reset); rerr != nil {
 				s.broken = true
+				if err == nil {
+					return rerr
+				}
 				return fmt.Errorf("%w (and the RSET after it failed: %v)", err, rerr)
 			}
 		}
 		return err
 	})
+	return refused, err
 }
 
-func (s *session) transaction(ctx context.Context, from, to string, msg []byte) error {
+// transaction runs MAIL, one RCPT per address (a 4xx or 5xx refuses that
+// address alone, into refused) and, when any was accepted, DATA. It returns
+// how many RCPTs were accepted.
+func (s *session) transaction(ctx context.Context, from string, to []string, msg []byte, refused []error) (accepted int, err error) {
 	if err := s.step(ctx, "MAIL FROM:<"+from+">", false, func() error { return s.client.Mail(from) }); err != nil {
-		return err
+		return 0, err
 	}
-	if err := s.step(ctx, "RCPT TO:<"+to+">", true, func() error { return s.client.Rcpt(to) }); err != nil {
-		return err
+	for i, rcpt := range to {
+		err := s.step(ctx, "RCPT TO:<"+rcpt+">", true, func() error { return s.client.Rcpt(rcpt) })
+		if err != nil && classify(err) == classConn {
+			return accepted, err
+		}
+		if refused[i] = err; err == nil {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		return 0, nil
 	}
 	var w io.WriteCloser
 	if err := s.step(ctx, "DATA", true, func() (err error) { w, err = s.client.Data(); return err }); err != nil {
-		return err
+		return accepted, err
 	}
 	if err := s.step(ctx, "message body", true, func() error { _, err := w.Write(msg); return err }); err != nil {
-		return err
+		return accepted, err
 	}
 	// The reply to the final dot: the only acknowledgement SMTP has.
-	return s.step(ctx, "end of DATA", true, w.Close)
+	return accepted, s.stepWithin(ctx, stepDot, true, cmp.Or(s.dotTimeout, s.timeout), w.Close)
 }
 
 // close says QUIT when the session is healthy, then closes the connection.
@@ -192,11 +236,18 @@ func (s *session) close() {
 	s.conn.Close()
 }
 
-// buildMessage returns a short text/plain message with CRLF line endings.
+// buildMessage returns a short text/plain message with CRLF line endings,
+// addressed to to, or to undisclosed recipients when to is "".
 func buildMessage(from, to, campaign, messageID string, date time.Time) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: <%s>\r\n", from)
-	fmt.Fprintf(&b, "To: <%s>\r\n", to)
+	if to == "" {
+		// One message for a whole chunk: the envelope names each recipient.
+		b.WriteString("To: undisclosed-recipients:;\r\n")
+		to = "you"
+	} else {
+		fmt.Fprintf(&b, "To: <%s>\r\n", to)
+	}
 	fmt.Fprintf(&b, "Subject: %s\r\n", mime.QEncoding.Encode("utf-8", "onecopy campaign "+campaign))
 	fmt.Fprintf(&b, "Date: %s\r\n", date.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: %s\r\n", messageID)
