@@ -357,13 +357,21 @@ func (p *pass) signalled(ev history.Event) {
 	if len(s.Targets) == 1 {
 		instance = s.Targets[0].Instance
 	}
+	var hit []int
+	for _, t := range s.Targets {
+		if !slices.Contains(hit, t.Instance) {
+			hit = append(hit, t.Instance)
+		}
+	}
+	slices.Sort(hit)
 	mark := -1
 	switch s.Name {
 	case "SIGCONT":
 		p.tl.resume(ev.T, pids(s.Targets))
 	case "SIGSTOP":
 		p.rep.Pauses++
-		p.tl.pause(ev.T, what, instance, pids(s.Targets))
+		i := p.tl.pause(ev.T, what, instance, pids(s.Targets))
+		p.tl.t.Marks[i].Instances = hit
 	case "SIGTERM":
 		p.rep.Kills++
 		mark = p.tl.mark(ev.T, "term", what, instance)
@@ -374,6 +382,9 @@ func (p *pass) signalled(ev history.Event) {
 		if s.Why != history.WhyStop {
 			mark = p.tl.mark(ev.T, "kill", what, instance)
 		}
+	}
+	if mark >= 0 {
+		p.tl.t.Marks[mark].Instances = hit
 	}
 	for _, t := range s.Targets {
 		a := p.byPID[t.PID]

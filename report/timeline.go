@@ -42,8 +42,10 @@ type Mark struct {
 	// Kind is kill, term, pause, restart, fault, outage, missed or doubt.
 	Kind  string `json:"kind"`
 	Label string `json:"label"`
-	// Instance is the instance it hit, when it hit one (0: all, or none).
-	Instance int `json:"instance,omitempty"`
+	// Instance is the instance it hit, when it hit one (0: all, or none);
+	// Instances lists every instance a signal hit.
+	Instance  int   `json:"instance,omitempty"`
+	Instances []int `json:"instances,omitempty"`
 	// InDoubt counts the in-doubt transactions that followed it.
 	InDoubt int `json:"in_doubt,omitempty"`
 }
@@ -139,12 +141,13 @@ func (b *timelineBuilder) exited(band int, t time.Time, exit string) {
 }
 
 // paused opens a pause on a pid's attempt; resumed closes it.
-func (b *timelineBuilder) pause(t time.Time, label string, instance int, pids []int) {
+func (b *timelineBuilder) pause(t time.Time, label string, instance int, pids []int) int {
 	i := b.mark(t, "pause", label, instance)
 	b.t.Marks[i].Until = -1
 	for _, pid := range pids {
 		b.paused[pid] = i
 	}
+	return i
 }
 
 func (b *timelineBuilder) resume(t time.Time, pids []int) {
