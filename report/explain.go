@@ -638,9 +638,14 @@ func count(n int, one, many string) string {
 	if n == 1 {
 		return "1 " + one
 	}
+	return thousands(n) + " " + many
+}
+
+// thousands writes n with thousands separators: 1,500.
+func thousands(n int) string {
 	s := strconv.Itoa(n)
 	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
 		s = s[:i] + "," + s[i:]
 	}
-	return s + " " + many
+	return s
 }

@@ -269,6 +269,9 @@ func timelineChart(t *Timeline) *chart {
 	c.Bucket = durationWords(t.BucketSeconds)
 
 	for _, f := range []float64{0, 0.5, 1} {
+		if f == 0.5 && maxCopies < 2 {
+			continue // half of 1 copy is no count
+		}
 		c.YTicks = append(c.YTicks, tick{c.Bottom - f*c.PlotH, strconv.Itoa(int(math.Round(f * float64(maxCopies))))})
 		c.CTicks = append(c.CTicks, tick{c.Bottom - f*c.PlotH, strconv.Itoa(int(f*100)) + "%"})
 	}
