@@ -281,6 +281,9 @@ func (p *pass) copied(ev history.Event) {
 // gets a copy in a delivered in-doubt transaction nothing can explain any
 // of its copies, so its mailbox starts there.
 func (p *pass) rule(i int, ev history.Event, doubt bool) bool {
+	if !doubt && len(p.rules) == 0 { // the common case: nothing in doubt yet
+		return false
+	}
 	mb := p.rules[i]
 	if mb == nil {
 		if !doubt {

@@ -32,9 +32,10 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"step": func(c PatternCopy, multi bool) string {
 		return CopyDetail{Instance: c.Instance, Attempt: c.Attempt}.by(multi)
 	},
-	"add":  func(a, b int) int { return a + b },
-	"addf": func(a, b float64) float64 { return a + b },
-	"neg":  func(a float64) float64 { return -a },
+	"add":   func(a, b int) int { return a + b },
+	"count": count,
+	"addf":  func(a, b float64) float64 { return a + b },
+	"neg":   func(a float64) float64 { return -a },
 }).Parse(htmlTemplate))
 
 // WriteHTML writes the report as one self-contained HTML page to path,

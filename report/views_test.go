@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -340,4 +341,71 @@ func textOf(n *html.Node) string {
 		}
 	}
 	return strings.Join(strings.Fields(sb.String()), " ")
+}
+
+// A kill and the restart 3 ms after it are one pixel apart on a long run:
+// the kill is drawn over the restart, its glyph beside the restart's, and
+// on the band of the instance it hit; the legend keys only what is drawn.
+func TestKillBesideRestart(t *testing.T) {
+	rep := &report.Report{Outcome: report.OutcomeJudged, Timeline: &report.Timeline{
+		Seconds: 60, BucketSeconds: 1, Expected: 10,
+		Copies: make([]int, 60), Repeats: make([]int, 60), Unexplained: make([]int, 60), Covered: make([]int, 60),
+		Marks: []report.Mark{
+			{At: 30, Kind: "kill", Label: "SIGKILL at 50%", Instance: 2, Instances: []int{2}, InDoubt: 1},
+			{At: 30.003, Kind: "restart", Label: "restart after SIGKILL", Instance: 2},
+		},
+		Bands: []report.Band{
+			{Instance: 1, Attempt: 1, Start: 0, End: 60, Exit: "exit 0"},
+			{Instance: 2, Attempt: 1, Start: 0, End: 30.001, Exit: "killed by SIGKILL"},
+			{Instance: 2, Attempt: 2, Start: 30.003, End: 60, Exit: "exit 0"},
+		},
+	}}
+	rep.Timeline.Copies[10], rep.Timeline.Copies[40], rep.Timeline.Repeats[40] = 5, 5, 1
+	var b bytes.Buffer
+	if err := rep.HTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var marks []*html.Node
+	var keys []string
+	for n := range doc.Descendants() {
+		if hasClass(n, "mark") {
+			marks = append(marks, n)
+		}
+		if k := attrOf(n, "data-key"); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(marks) != 2 || attrOf(marks[0], "data-kind") != "restart" || attrOf(marks[1], "data-kind") != "kill" {
+		t.Fatalf("want the restart, then the kill drawn over it; got %d marks", len(marks))
+	}
+	num := func(n *html.Node, k string) float64 {
+		f, err := strconv.ParseFloat(attrOf(n, k), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	restart, kill := marks[0], marks[1]
+	if d := num(restart, "data-x") - num(kill, "data-x"); d > 1 {
+		t.Fatalf("the lines are %.1f px apart: the case is not a close one", d)
+	}
+	if d := num(restart, "data-glyph-x") - num(kill, "data-glyph-x"); d < 12 {
+		t.Errorf("the glyphs are %.1f px apart: they overlap", d)
+	}
+	var hits []string
+	for n := range kill.Descendants() {
+		if hasClass(n, "hit") {
+			hits = append(hits, attrOf(n, "data-instance"))
+		}
+	}
+	if !slices.Equal(hits, []string{"2"}) {
+		t.Errorf("the kill is marked on the bands of instances %v, want [2]", hits)
+	}
+	if want := []string{"first", "repeat", "cover", "kill", "restart", "doubt", "hit", "band-ok", "band-killed"}; !slices.Equal(keys, want) {
+		t.Errorf("legend %v, want %v", keys, want)
+	}
 }
