@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,7 +117,7 @@ var _ = Describe("The reports people read", func() {
 			var sb strings.Builder
 			rep.Summary(&sb)
 			Expect(sb.String()).To(ContainSubstring("most likely cause: " + want))
-			Expect(sb.String()).To(ContainSubstring("sent by attempt 1, attempt 2, attempt 3, attempt 4"))
+			Expect(sb.String()).To(ContainSubstring("500 addresses: 4 copies each, sent by attempts 1-4, a new Message-ID each time, every repeat unexplained"))
 		})
 
 		It("writes an HTML page with the verdict, seed and replay on top", func() {
@@ -141,6 +144,28 @@ var _ = Describe("The reports people read", func() {
 			}
 		})
 
+		It("draws the repeats in their own colour: attempts 2 to 4 sent nothing but unexplained repeats", func() {
+			svg := byID(doc, "timeline")
+			unexplained := find(svg, withClass("area-unexplained"))
+			Expect(unexplained).To(HaveLen(1))
+			Expect(find(svg, withClass("area-repeat"))).To(BeEmpty(), "no repeat is explained")
+			// Its step path rises where attempt 2 starts and no earlier.
+			Expect(attr(unexplained[0], "d")).To(MatchRegexp(`^M[\d.]+,[\d.]+( L[\d.]+,[\d.]+)+ Z$`))
+			firstRise := stepRise(attr(unexplained[0], "d"))
+			restarts := find(svg, withClass("mark", "restart"))
+			Expect(firstRise).To(BeNumerically(">=", markX(restarts[0])-1), "no repeat before the first restart")
+			Expect(rep.Timeline.Unexplained).To(HaveLen(len(rep.Timeline.Copies)))
+			sum := 0
+			for _, n := range rep.Timeline.Unexplained {
+				sum += n
+			}
+			Expect(sum).To(Equal(rep.Unexplained), "every unexplained repeat is in the chart")
+		})
+
+		It("keys only what the chart drew, band colours included", func() {
+			Expect(legendKeys(doc)).To(Equal([]string{"first", "unexplained", "cover", "restart", "fault", "band-failed"}))
+		})
+
 		It("draws the histogram with bounced addresses apart", func() {
 			bars := map[string]string{}
 			for _, g := range find(byID(doc, "histogram"), withClass("hbar")) {
@@ -149,14 +174,26 @@ var _ = Describe("The reports people read", func() {
 			Expect(bars).To(Equal(map[string]string{"0": "499", "1": "0", "2": "0", "3": "0", "4+": "500", "bounced": "1"}))
 		})
 
-		It("lists the worst addresses with each copy's attempt, Message-ID and cause", func() {
-			rows := find(byID(doc, "worst"), func(n *html.Node) bool { return n.Data == "tr" && hasClass(n, "copy") })
-			Expect(rows).To(HaveLen(4 * len(rep.Worst)))
+		It("groups the 500 addresses repeated alike into one block, the worst of them in full", func() {
+			blocks := find(byID(doc, "repeated"), withClass("pattern"))
+			Expect(blocks).To(HaveLen(1), "one pattern, not ten identical blocks")
+			b := blocks[0]
+			Expect(attr(b, "data-addresses")).To(Equal("500"))
+			Expect(attr(b, "data-copies")).To(Equal("4"))
+			Expect(text(find(b, func(n *html.Node) bool { return n.Data == "h3" })[0])).To(
+				Equal("500 addresses: 4 copies each, sent by attempts 1-4, a new Message-ID each time, every repeat unexplained"))
+			for _, w := range rep.Worst {
+				Expect(text(b)).To(ContainSubstring(w.Address), "every worst address is named in its pattern")
+			}
+			rows := find(b, func(n *html.Node) bool { return n.Data == "tr" && hasClass(n, "copy") })
+			Expect(rows).To(HaveLen(4), "the copies of one address, in full")
 			for i, row := range rows {
-				Expect(attr(row, "data-attempt")).To(Equal(fmt.Sprint(i%4 + 1)))
-				Expect(text(row)).To(ContainSubstring(fmt.Sprintf("attempt %d", i%4+1)))
-				if i%4 > 0 {
+				Expect(attr(row, "data-address")).To(Equal(rep.Worst[0].Address))
+				Expect(attr(row, "data-attempt")).To(Equal(fmt.Sprint(i + 1)))
+				Expect(text(row)).To(ContainSubstring(fmt.Sprintf("attempt %d", i+1)))
+				if i > 0 {
 					Expect(attr(row, "data-message-id")).To(Equal("new"))
+					Expect(text(row)).To(ContainSubstring("nothing: unexplained"))
 					Expect(text(row)).To(ContainSubstring("exit 1 after 550 for rcpt000501@onecopy.test"))
 				}
 			}
@@ -219,7 +256,7 @@ var _ = Describe("The reports people read", func() {
 			Expect(rep.Cause).To(Equal("2 extra copies, each a message in flight at a kill, same Message-ID: in doubt"))
 		})
 
-		It("marks each kill on the timeline, with its in-doubt event", func() {
+		It("marks each kill on the timeline, with its in-doubt event, on the band of the instance it hit", func() {
 			svg := byID(doc, "timeline")
 			kills := find(svg, withClass("mark", "kill"))
 			Expect(kills).To(HaveLen(2))
@@ -227,25 +264,75 @@ var _ = Describe("The reports people read", func() {
 				Expect(attr(k, "data-in-doubt")).To(Equal("1"))
 				Expect(find(k, withClass("doubt"))).To(HaveLen(1))
 				Expect(text(k)).To(ContainSubstring("--kill in-doubt"))
+				hits := find(k, withClass("hit"))
+				Expect(hits).To(HaveLen(1))
+				Expect(attr(hits[0], "data-instance")).To(Equal("1"))
 			}
 			Expect(find(svg, withClass("mark", "restart"))).To(HaveLen(2))
 			Expect(find(svg, withClass("band", "killed"))).To(HaveLen(2))
 			Expect(find(svg, withClass("band", "ok"))).To(HaveLen(1))
 		})
 
-		It("shows the in-doubt copies in the worst table, and loads nothing from the network", func() {
-			rows := find(byID(doc, "worst"), func(n *html.Node) bool { return n.Data == "tr" && hasClass(n, "copy") })
-			Expect(rows).To(HaveLen(4))
-			for i, row := range rows {
-				if i%2 == 0 {
-					Expect(attr(row, "data-in-doubt")).To(Equal("true"), "the copy in flight at the kill")
-				} else {
-					Expect(attr(row, "data-explained")).To(Equal("true"), "its repeat")
+		It("keeps each kill visible beside the restart that follows it: drawn over it, its glyph set apart", func() {
+			svg := byID(doc, "timeline")
+			marks := find(svg, withClass("mark"))
+			for _, k := range find(svg, withClass("mark", "kill")) {
+				kx := markX(k)
+				var next *html.Node
+				for _, r := range find(svg, withClass("mark", "restart")) {
+					if x := markX(r); x >= kx && (next == nil || x < markX(next)) {
+						next = r
+					}
 				}
+				Expect(next).NotTo(BeNil(), "a restart follows each kill")
+				Expect(glyphX(next)-glyphX(k)).To(BeNumerically(">=", 12), "the glyphs do not overlap, however close the lines")
+				Expect(slices.Index(marks, k)).To(BeNumerically(">", slices.Index(marks, next)), "the kill is drawn over the restart")
+			}
+		})
+
+		It("draws the explained repeats in their own colour and keys only what it drew", func() {
+			svg := byID(doc, "timeline")
+			Expect(find(svg, withClass("area-repeat"))).To(HaveLen(1))
+			Expect(find(svg, withClass("area-unexplained"))).To(BeEmpty(), "every repeat is explained")
+			Expect(legendKeys(doc)).To(Equal([]string{"first", "repeat", "cover", "kill", "restart", "doubt", "hit", "band-ok", "band-killed"}))
+		})
+
+		It("shows each in-doubt copy and its explained repeat, and loads nothing from the network", func() {
+			blocks := find(byID(doc, "repeated"), withClass("pattern"))
+			Expect(blocks).To(HaveLen(2), "the two addresses were sent by different attempts")
+			for _, b := range blocks {
+				Expect(attr(b, "data-unexplained")).To(Equal("0"))
+				rows := find(b, func(n *html.Node) bool { return n.Data == "tr" && hasClass(n, "copy") })
+				Expect(rows).To(HaveLen(2))
+				Expect(attr(rows[0], "data-in-doubt")).To(Equal("true"), "the copy in flight at the kill")
+				Expect(attr(rows[1], "data-explained")).To(Equal("true"), "its repeat")
+				Expect(text(b)).To(ContainSubstring("copy 1 in doubt, the repeat explained by an in-doubt transaction"))
 			}
 			Expect(offline(doc)).To(Succeed())
 		})
 	})
+
+	It("marks a pause on the band of the one instance it froze", func(ctx SpecContext) {
+		By("pausing the sending one of two ledger instances")
+		rep, _, htmlFile := runReport(ctx, harness.Config{
+			Command:    builtin("ledger"),
+			Recipients: harness.Synthetic(200),
+			Instances:  2,
+			Kills:      kills("at=40%"),
+			Signal:     harness.SigStop,
+			Pause:      300 * time.Millisecond,
+			Target:     harness.Target{Kind: harness.TargetSending},
+		})
+		Expect(rep.Pauses).To(Equal(1))
+		doc := parseHTML(htmlFile)
+		pauses := find(byID(doc, "timeline"), withClass("mark", "pause"))
+		Expect(pauses).To(HaveLen(1))
+		hits := find(pauses[0], withClass("hit"))
+		Expect(hits).To(HaveLen(1), "one instance was frozen")
+		Expect(attr(hits[0], "data-instance")).To(Equal(fmt.Sprint(rep.Timeline.Marks[slices.IndexFunc(rep.Timeline.Marks, func(m report.Mark) bool { return m.Kind == "pause" })].Instance)))
+		Expect(legendKeys(doc)).To(ContainElements("pause", "hit", "band-ok"))
+		Expect(legendKeys(doc)).NotTo(ContainElements("kill", "restart", "fault", "unexplained", "repeat"))
+	}, NodeTimeout(60*time.Second))
 
 	It("traces copies to the instance whose child process holds the connection", func(ctx SpecContext) {
 		By("running two naive instances at once, each behind a shell that does not exec it")
@@ -274,6 +361,42 @@ var _ = Describe("The reports people read", func() {
 		Expect(offline(doc)).To(Succeed())
 	}, NodeTimeout(60*time.Second))
 })
+
+// legendKeys are the timeline legend's keys, in order.
+func legendKeys(doc *html.Node) []string {
+	GinkgoHelper()
+	var keys []string
+	for _, n := range find(byID(doc, "legend"), func(n *html.Node) bool { return attr(n, "data-key") != "" }) {
+		keys = append(keys, attr(n, "data-key"))
+	}
+	return keys
+}
+
+// markX is where a timeline mark's line is; glyphX where its glyph is.
+func markX(n *html.Node) float64  { return attrFloat(n, "data-x") }
+func glyphX(n *html.Node) float64 { return attrFloat(n, "data-glyph-x") }
+
+func attrFloat(n *html.Node, key string) float64 {
+	GinkgoHelper()
+	f, err := strconv.ParseFloat(attr(n, key), 64)
+	Expect(err).NotTo(HaveOccurred(), "%s=%q", key, attr(n, key))
+	return f
+}
+
+// stepRise is the x where a step path first leaves the axis it starts on.
+func stepRise(d string) float64 {
+	GinkgoHelper()
+	pts := regexp.MustCompile(`([\d.]+),([\d.]+)`).FindAllStringSubmatch(d, -1)
+	Expect(pts).NotTo(BeEmpty())
+	base := pts[0][2]
+	for _, p := range pts[1:] {
+		if p[2] != base {
+			x, _ := strconv.ParseFloat(p[1], 64)
+			return x
+		}
+	}
+	return math.Inf(1)
+}
 
 // parseHTML parses an HTML file.
 func parseHTML(path string) *html.Node {

@@ -4,14 +4,17 @@
 // what each attempt followed, the chaos counts, the timeline and a
 // one-sentence cause.
 //
-// Memory stays per attempt and per expected address (one int32 each, like
-// the run's own coverage), never per copy: copy lists are kept only for the
-// handful of worst addresses, which the verdict named before this pass.
+// Memory stays per attempt, per expected address (a fixed few bytes each)
+// and per repeated address (its Message-IDs and the first steps of its
+// course, as the verdict's own pass keeps them), never per copy: copy lists
+// are kept only for the handful of worst addresses, which the verdict named
+// before this pass.
 
 package report
 
 import (
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,11 +51,23 @@ type pass struct {
 	rep *Report
 	tl  *timelineBuilder
 
-	start    time.Time
-	last     time.Time
-	worst    map[string]*worstTrack
-	first    []int32 // per expected address: 1 + ordinal of the attempt of its first copy
-	covered  int
+	start   time.Time
+	last    time.Time
+	worst   map[string]*worstTrack
+	addrs   []addrState // per expected address
+	covered int
+	seed    maphash.Seed
+	// delivered holds the delivered in-doubt transactions: a copy counted
+	// in one of them is in doubt, and only such a copy can later explain
+	// another (verdict.Mailbox).
+	delivered map[uint64]bool
+	// rules replays the verdict's rule for each address that got a copy in
+	// a delivered in-doubt transaction: no other address can have an
+	// explained copy, so this is the rule for every copy of the run.
+	rules    map[int]*verdict.Mailbox
+	repeated []*repeatTrack
+	steps    []step
+	stepIx   map[step]uint32
 	attempts []*attemptTrack
 	byOwner  map[owner]*attemptTrack
 	byPID    map[int]*attemptTrack
@@ -64,6 +79,9 @@ type pass struct {
 	// instance, another instance, or a session no attempt was traced to.
 	resentSame, resentRestart, resentOther, resentUnknown int
 	doubtKill, doubtOther                                 int // delivered in-doubt transactions by cause
+	// Repeats that carried a Message-ID the address had not had, and
+	// repeats that carried none: the cause says them apart.
+	repeatsNewID, repeatsNoID int
 }
 
 type worstTrack struct {
@@ -80,8 +98,14 @@ const maxCopiesDetail = 100
 func explain(src history.Source, run *history.Run, exp *verdict.Expected, acc *verdict.Accounting, rep *Report) error {
 	p := &pass{
 		run: run, exp: exp, acc: acc, rep: rep,
-		worst: map[string]*worstTrack{}, first: make([]int32, exp.Len()),
+		worst: map[string]*worstTrack{}, addrs: make([]addrState, exp.Len()), seed: maphash.MakeSeed(),
+		delivered: map[uint64]bool{}, rules: map[int]*verdict.Mailbox{}, stepIx: map[step]uint32{},
 		byOwner: map[owner]*attemptTrack{}, byPID: map[int]*attemptTrack{}, live: map[*attemptTrack]bool{},
+	}
+	for _, d := range acc.Doubts {
+		if d.Delivered {
+			p.delivered[d.Txn] = true
+		}
 	}
 	for i := range rep.Worst {
 		p.worst[rep.Worst[i].Address] = &worstTrack{w: &rep.Worst[i], mb: acc.Mailbox()}
@@ -224,26 +248,58 @@ func (p *pass) copied(ev history.Event) {
 		ord = int32(a.ordinal)
 		a.copies += len(ev.Recipients)
 	}
-	repeats := 0
+	id, doubt := p.hash(ev.MessageID), p.delivered[ev.Txn]
+	repeats, unexplained := 0, 0
 	for _, addr := range ev.Recipients {
 		i, expected := p.exp.Lookup(addr)
 		if expected {
 			if a != nil && a.firstIndex < 0 {
 				a.firstIndex = i
 			}
-			if f := p.first[i]; f == 0 {
-				p.first[i] = ord + 1
+			explained := p.rule(i, ev, doubt)
+			if s := &p.addrs[i]; !s.seen {
+				*s = addrState{seen: true, doubt: doubt, first: ord, id: id}
 				p.covered++
 			} else {
 				repeats++
-				p.resent(f-1, ord, a)
+				if !explained {
+					unexplained++
+				}
+				p.resent(s.first, ord, a)
+				p.repeatOf(i).add(p, ord, id, doubt, explained)
 			}
 		}
 		if w := p.worst[addr]; w != nil {
 			p.detail(w, ev, a)
 		}
 	}
-	p.tl.copied(ev.T, len(ev.Recipients), repeats, p.covered)
+	p.tl.copied(ev.T, len(ev.Recipients), repeats, unexplained, p.covered)
+}
+
+// rule applies the verdict's rule to this copy of expected address i and
+// reports whether an in-doubt transaction explains it. Until the address
+// gets a copy in a delivered in-doubt transaction nothing can explain any
+// of its copies, so its mailbox starts there.
+func (p *pass) rule(i int, ev history.Event, doubt bool) bool {
+	if !doubt && len(p.rules) == 0 { // the common case: nothing in doubt yet
+		return false
+	}
+	mb := p.rules[i]
+	if mb == nil {
+		if !doubt {
+			return false
+		}
+		mb = p.acc.Mailbox()
+		p.rules[i] = mb
+	}
+	return mb.Copy(ev.MessageID, ev.Txn).ExplainedBy != nil
+}
+
+func (p *pass) hash(messageID string) uint64 {
+	if messageID == "" {
+		return 0
+	}
+	return maphash.String(p.seed, messageID) | 1 // 0 is "none"
 }
 
 // resent classifies a copy to an address that already had one, by the
@@ -304,13 +360,21 @@ func (p *pass) signalled(ev history.Event) {
 	if len(s.Targets) == 1 {
 		instance = s.Targets[0].Instance
 	}
+	var hit []int
+	for _, t := range s.Targets {
+		if !slices.Contains(hit, t.Instance) {
+			hit = append(hit, t.Instance)
+		}
+	}
+	slices.Sort(hit)
 	mark := -1
 	switch s.Name {
 	case "SIGCONT":
 		p.tl.resume(ev.T, pids(s.Targets))
 	case "SIGSTOP":
 		p.rep.Pauses++
-		p.tl.pause(ev.T, what, instance, pids(s.Targets))
+		i := p.tl.pause(ev.T, what, instance, pids(s.Targets))
+		p.tl.t.Marks[i].Instances = hit
 	case "SIGTERM":
 		p.rep.Kills++
 		mark = p.tl.mark(ev.T, "term", what, instance)
@@ -321,6 +385,9 @@ func (p *pass) signalled(ev history.Event) {
 		if s.Why != history.WhyStop {
 			mark = p.tl.mark(ev.T, "kill", what, instance)
 		}
+	}
+	if mark >= 0 {
+		p.tl.t.Marks[mark].Instances = hit
 	}
 	for _, t := range s.Targets {
 		a := p.byPID[t.PID]
@@ -444,6 +511,7 @@ func (p *pass) finish() {
 		tl.Bands[a.band].Copies = a.copies
 	}
 	rep.Timeline = tl
+	p.patterns()
 	rep.Ended, rep.Outcome = p.ending()
 	rep.Cause = p.cause()
 }
@@ -496,8 +564,15 @@ func (p *pass) cause() string {
 		return ""
 	}
 	ids := "same Message-IDs"
-	if p.acc.NewIDs > 0 {
+	if p.repeatsNewID > 0 {
 		ids = "new Message-IDs"
+	}
+	switch {
+	case p.repeatsNoID == 0:
+	case p.repeatsNoID == p.resentOther+p.resentRestart+p.resentSame+p.resentUnknown:
+		ids = "no Message-IDs" // a copy without one is not a "new Message-ID"
+	default:
+		ids += ", or none"
 	}
 	lead := count(extra, "extra copy", "extra copies")
 	if p.resentOther+p.resentRestart+p.resentSame+p.resentUnknown == 0 {
@@ -566,9 +641,14 @@ func count(n int, one, many string) string {
 	if n == 1 {
 		return "1 " + one
 	}
+	return thousands(n) + " " + many
+}
+
+// thousands writes n with thousands separators: 1,500.
+func thousands(n int) string {
 	s := strconv.Itoa(n)
 	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
 		s = s[:i] + "," + s[i:]
 	}
-	return s + " " + many
+	return s
 }

@@ -47,7 +47,12 @@ type Report struct {
 	DurationSeconds float64        `json:"duration_seconds"`
 	Reason          string         `json:"reason"`
 	Worst           []Worst        `json:"worst"`
-	MissingSample   []string       `json:"missing_sample,omitempty"`
+	// Patterns groups every repeated address by the course its copies
+	// took (the first MaxPatterns groups, those with the most unexplained
+	// copies first); PatternsOmitted counts the groups left out.
+	Patterns        []Pattern `json:"patterns"`
+	PatternsOmitted int       `json:"patterns_omitted,omitempty"`
+	MissingSample   []string  `json:"missing_sample,omitempty"`
 	// MissingExplained counts the missing addresses an in-doubt
 	// transaction or a kill explains (what at-most-once allows).
 	MissingExplained int      `json:"missing_explained"`
@@ -126,6 +131,8 @@ type Worst struct {
 	// CopiesDetail is each copy in the order the server counted it, with
 	// the attempt that sent it and what explains it.
 	CopiesDetail []CopyDetail `json:"copies_detail,omitempty"`
+
+	withoutID int // its copies without a Message-ID, which MessageIDs counts as distinct
 }
 
 // CopyDetail is one copy of a repeated address: who sent it, when, and

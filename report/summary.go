@@ -50,13 +50,27 @@ func (rep *Report) Summary(w io.Writer) {
 		fmt.Fprintf(w, " · faults %s", strings.Join(kinds, " "))
 	}
 	fmt.Fprintln(w)
-	if len(rep.Worst) > 0 {
+	switch {
+	case len(rep.Patterns) > 0:
+		fmt.Fprintln(w, "  repeated:")
+		shown := 0
+		for i, pt := range rep.Patterns {
+			if i == 5 {
+				break
+			}
+			fmt.Fprintf(w, "    %s (%s)\n", pt.Words, examples(pt))
+			shown += pt.Addresses
+		}
+		if rest := rep.Duplicated - shown; rest > 0 {
+			fmt.Fprintf(w, "    … and %s repeated in other ways\n", count(rest, "address", "addresses"))
+		}
+	case len(rep.Worst) > 0: // a report without patterns (read from an older JSON)
 		fmt.Fprintln(w, "  worst:")
 		for i, x := range rep.Worst {
 			if i == 5 {
 				break
 			}
-			fmt.Fprintf(w, "    %-40s %d copies, %s%s%s\n", x.Address, x.Copies, idWords(x), unexplainedWords(x), sentBy(x.CopiesDetail))
+			fmt.Fprintf(w, "    %-40s %d copies, %s%s%s\n", x.Address, x.Copies, x.idWords(), unexplainedWords(x), sentBy(x.CopiesDetail))
 		}
 	}
 	if len(rep.MissingSample) > 0 {
@@ -94,13 +108,41 @@ func (rep *Report) Summary(w io.Writer) {
 
 // idWords says how many Message-IDs an address's copies carried, without
 // calling copies that carried none "Message-IDs".
-func idWords(x Worst) string {
-	for _, c := range x.CopiesDetail {
-		if c.MessageID == "" {
-			return "no Message-ID on some"
-		}
+func (x Worst) idWords() string {
+	none := x.withoutID
+	if n := x.detailWithoutID(); n > none {
+		none = n
+	}
+	switch {
+	case none >= x.Copies:
+		return "no Message-ID"
+	case none > 0:
+		return fmt.Sprintf("%s and %s without one", count(x.MessageIDs-none, "Message-ID", "Message-IDs"), count(none, "copy", "copies"))
 	}
 	return count(x.MessageIDs, "Message-ID", "Message-IDs")
+}
+
+// detailWithoutID counts the copies in CopiesDetail without a Message-ID.
+func (x Worst) detailWithoutID() int {
+	n := 0
+	for _, c := range x.CopiesDetail {
+		if c.MessageID == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// examples names a pattern's first addresses: "e.g. a@x.test, b@x.test",
+// or the one address it is.
+func examples(pt Pattern) string {
+	switch {
+	case len(pt.Examples) == 0:
+		return ""
+	case pt.Addresses == 1:
+		return pt.Examples[0]
+	}
+	return "e.g. " + strings.Join(pt.Examples[:min(2, len(pt.Examples))], ", ")
 }
 
 func unexplainedWords(x Worst) string {

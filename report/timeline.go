@@ -16,11 +16,13 @@ import (
 type Timeline struct {
 	Seconds       float64 `json:"seconds"`
 	BucketSeconds float64 `json:"bucket_seconds"`
-	// Copies counted in each bucket, and Repeats among them: copies to an
-	// address that already had one, Unexplained those no in-doubt
-	// transaction explains (known for the worst addresses only).
-	Copies  []int `json:"copies"`
-	Repeats []int `json:"repeats"`
+	// Copies counted in each bucket; Repeats among them, copies to an
+	// expected address that already had one; and Unexplained among those,
+	// the repeats no in-doubt transaction explains (the verdict's rule, for
+	// every copy: they add up to the report's unexplained).
+	Copies      []int `json:"copies"`
+	Repeats     []int `json:"repeats"`
+	Unexplained []int `json:"unexplained"`
 	// Covered is how many expected addresses had a copy at each bucket's end.
 	Covered []int `json:"covered"`
 	// Expected is the number of expected addresses (Covered's 100%).
@@ -40,8 +42,10 @@ type Mark struct {
 	// Kind is kill, term, pause, restart, fault, outage, missed or doubt.
 	Kind  string `json:"kind"`
 	Label string `json:"label"`
-	// Instance is the instance it hit, when it hit one (0: all, or none).
-	Instance int `json:"instance,omitempty"`
+	// Instance is the instance it hit, when it hit one (0: all, or none);
+	// Instances lists every instance a signal hit.
+	Instance  int   `json:"instance,omitempty"`
+	Instances []int `json:"instances,omitempty"`
 	// InDoubt counts the in-doubt transactions that followed it.
 	InDoubt int `json:"in_doubt,omitempty"`
 }
@@ -77,8 +81,9 @@ type timelineBuilder struct {
 func newTimelineBuilder(start time.Time, expected int) *timelineBuilder {
 	return &timelineBuilder{start: start, paused: map[int]int{}, t: Timeline{
 		BucketSeconds: firstBucket, Expected: expected,
-		Copies: make([]int, timelineBuckets), Repeats: make([]int, timelineBuckets), Covered: make([]int, timelineBuckets),
-		Marks: []Mark{}, Bands: []Band{},
+		Copies: make([]int, timelineBuckets), Repeats: make([]int, timelineBuckets), Unexplained: make([]int, timelineBuckets),
+		Covered: make([]int, timelineBuckets),
+		Marks:   []Mark{}, Bands: []Band{},
 	}}
 }
 
@@ -95,7 +100,7 @@ func (b *timelineBuilder) bucket(t time.Time) int {
 
 // widen doubles the bucket width, merging each pair of buckets.
 func (b *timelineBuilder) widen() {
-	for _, v := range [][]int{b.t.Copies, b.t.Repeats} {
+	for _, v := range [][]int{b.t.Copies, b.t.Repeats, b.t.Unexplained} {
 		for i := 0; i < timelineBuckets/2; i++ {
 			v[i] = v[2*i] + v[2*i+1]
 		}
@@ -109,10 +114,11 @@ func (b *timelineBuilder) widen() {
 	b.t.BucketSeconds *= 2
 }
 
-func (b *timelineBuilder) copied(t time.Time, n, repeats, covered int) {
+func (b *timelineBuilder) copied(t time.Time, n, repeats, unexplained, covered int) {
 	i := b.bucket(t)
 	b.t.Copies[i] += n
 	b.t.Repeats[i] += repeats
+	b.t.Unexplained[i] += unexplained
 	b.t.Covered[i] = max(b.t.Covered[i], covered)
 }
 
@@ -135,12 +141,13 @@ func (b *timelineBuilder) exited(band int, t time.Time, exit string) {
 }
 
 // paused opens a pause on a pid's attempt; resumed closes it.
-func (b *timelineBuilder) pause(t time.Time, label string, instance int, pids []int) {
+func (b *timelineBuilder) pause(t time.Time, label string, instance int, pids []int) int {
 	i := b.mark(t, "pause", label, instance)
 	b.t.Marks[i].Until = -1
 	for _, pid := range pids {
 		b.paused[pid] = i
 	}
+	return i
 }
 
 func (b *timelineBuilder) resume(t time.Time, pids []int) {
@@ -172,7 +179,7 @@ func (b *timelineBuilder) fault(t time.Time, label string, instance int) int {
 func (b *timelineBuilder) finish(end time.Time) *Timeline {
 	b.t.Seconds = max(b.at(end), firstBucket)
 	n := max(1, min(timelineBuckets, int(math.Ceil(b.t.Seconds/b.t.BucketSeconds))))
-	b.t.Copies, b.t.Repeats, b.t.Covered = b.t.Copies[:n], b.t.Repeats[:n], b.t.Covered[:n]
+	b.t.Copies, b.t.Repeats, b.t.Unexplained, b.t.Covered = b.t.Copies[:n], b.t.Repeats[:n], b.t.Unexplained[:n], b.t.Covered[:n]
 	for i := 1; i < len(b.t.Covered); i++ {
 		b.t.Covered[i] = max(b.t.Covered[i], b.t.Covered[i-1])
 	}
