@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,6 +34,7 @@ type gateFlags struct {
 	list, selfTest     bool
 	parallel           int
 	config             string
+	summary            string
 }
 
 func gateCommand(code *int) *cobra.Command {
@@ -65,6 +67,7 @@ caught): the matrix of docs/mutants.md.
 	fs.StringArrayVar(&f.expect, "expect", nil, "expect `SCENARIO=LEVEL` instead of the scenario's own level (repeatable), for a sender that knowingly promises less")
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML report (one test case per scenario) to `FILE`")
 	fs.StringVar(&f.reportDir, "report-dir", "", "write one JSON and one HTML report per scenario, and an index.html, into `DIR`")
+	fs.StringVar(&f.summary, "summary", "", "write a Markdown summary (for $GITHUB_STEP_SUMMARY or a merge-request comment) to `FILE`")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for every scenario (default: a random seed, printed)")
 	fs.Float64Var(&f.scale, "scale", 1, "multiply every list size by `F`")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "time limit per scenario")
@@ -134,8 +137,10 @@ func gate(cmd *cobra.Command, f gateFlags, args []string) int {
 	if !cmd.Flags().Changed("seed") {
 		f.seed = rand.Uint64() % 1_000_000_000
 	}
-	if err := checkWritable("--junit", f.junit); err != nil {
-		return fail(err)
+	for flag, p := range map[string]string{"--junit": f.junit, "--summary": f.summary} {
+		if err := checkWritable(flag, p); err != nil {
+			return fail(err)
+		}
 	}
 	if f.reportDir != "" {
 		if err := os.MkdirAll(f.reportDir, 0o755); err != nil {
@@ -200,8 +205,17 @@ func gate(cmd *cobra.Command, f gateFlags, args []string) int {
 			return fail(err)
 		}
 	}
+	entries := indexEntries(results, f.reportDir != "")
 	if f.reportDir != "" {
 		if err := writeReports(f.reportDir, results); err != nil {
+			return fail(err)
+		}
+		if err := report.WriteIndex(filepath.Join(f.reportDir, "index.html"), "onecopy gate, seed "+strconv.FormatUint(f.seed, 10), entries); err != nil {
+			return fail(err)
+		}
+	}
+	if f.summary != "" {
+		if err := writeSummary(f.summary, "onecopy gate, seed "+strconv.FormatUint(f.seed, 10), entries); err != nil {
 			return fail(err)
 		}
 	}
@@ -245,6 +259,32 @@ func gateReplay(s scenarios.Scenario, seed uint64, f gateFlags, sender string) s
 		}
 	}
 	return r + " " + sender
+}
+
+// indexEntries are the gate's results for the index and the summary.
+func indexEntries(results []scenarios.Result, files bool) []report.IndexEntry {
+	var out []report.IndexEntry
+	for _, r := range results {
+		e := report.IndexEntry{Name: r.Scenario.Name, Class: r.Scenario.Mode, Report: r.Report}
+		switch {
+		case r.Err != nil && r.Report == nil:
+			e.Error = r.Err.Error()
+		case r.Report != nil && files:
+			e.JSON, e.HTML = r.Scenario.Name+".json", r.Scenario.Name+".html"
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// writeSummary writes the Markdown table of entries to path.
+func writeSummary(path, title string, entries []report.IndexEntry) error {
+	var b strings.Builder
+	report.MarkdownTable(&b, title, entries)
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("--summary: %w", err)
+	}
+	return nil
 }
 
 // writeReports writes each scenario's JSON and HTML report into dir.

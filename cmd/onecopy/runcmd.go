@@ -49,6 +49,7 @@ type runFlags struct {
 	quiet       bool
 	target      string
 	containment string
+	summary     string
 }
 
 func (f *runFlags) register(fs *pflag.FlagSet) {
@@ -68,6 +69,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "end the run after this long; a run that hits it never passes")
 	fs.StringVar(&f.report, "report", "", "write the JSON report to `FILE`")
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML report to `FILE`")
+	fs.StringVar(&f.summary, "summary", "", "write the report as Markdown (for $GITHUB_STEP_SUMMARY) to `FILE`")
 	fs.StringVar(&f.html, "html", "", "write a self-contained HTML report (timeline, histogram, duplicates traced to attempts) to `FILE`")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on `ADDR` during the run")
 	fs.StringVar(&f.sender, "sender", "", "a built-in sender instead of a command: builtin:NAME ("+strings.Join(builtin.Names(), ", ")+")")
@@ -184,7 +186,7 @@ func (f *runFlags) config(command []string) (harness.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	for flag, path := range map[string]string{"--report": f.report, "--junit": f.junit, "--html": f.html} {
+	for flag, path := range map[string]string{"--report": f.report, "--junit": f.junit, "--html": f.html, "--summary": f.summary} {
 		if err := checkWritable(flag, path); err != nil {
 			return cfg, err
 		}
@@ -317,6 +319,14 @@ func execute(ctx context.Context, cfg harness.Config, f runFlags, stdout, stderr
 	if f.html != "" {
 		if werr := rep.WriteHTML(f.html); werr != nil {
 			fmt.Fprintf(stderr, "onecopy: %v\n", werr)
+			return rep, exitHarness
+		}
+	}
+	if f.summary != "" {
+		var b strings.Builder
+		rep.Markdown(&b)
+		if werr := os.WriteFile(f.summary, []byte(b.String()), 0o644); werr != nil {
+			fmt.Fprintf(stderr, "onecopy: --summary: %v\n", werr)
 			return rep, exitHarness
 		}
 	}

@@ -4,13 +4,17 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/onecopy/onecopy/report"
 	"github.com/onecopy/onecopy/scenarios"
 )
 
@@ -138,7 +142,29 @@ func soak(cmd *cobra.Command, args []string, f soakFlags) int {
 		}
 	}
 	if f.reportDir != "" {
-		fmt.Fprintf(stdout, "reports in %s\n", f.reportDir)
+		var entries []report.IndexEntry
+		for _, c := range res.Campaigns {
+			if c.ReportFile == "" {
+				continue
+			}
+			e := report.IndexEntry{Name: fmt.Sprintf("%04d %s", c.Index, c.Scenario), Class: fmt.Sprintf("seed %d", c.Seed), Report: c.Report,
+				JSON: filepath.Base(c.ReportFile)}
+			if e.Report == nil && c.Summary != nil {
+				// A passing campaign: its report is on disk only, and the
+				// index needs no more than the summary kept.
+				sm := c.Summary
+				e.Report = &report.Report{Verdict: sm.Verdict, Expect: sm.Expect, Pass: sm.Pass, Outcome: sm.Outcome,
+					Ended: sm.Ended, DurationSeconds: sm.DurationSeconds, Copies: sm.Copies, Attempts: sm.Attempts}
+			}
+			if !c.Pass() && !c.Interrupted {
+				e.HTML = strings.TrimSuffix(e.JSON, ".json") + ".html"
+			}
+			entries = append(entries, e)
+		}
+		if err := report.WriteIndex(filepath.Join(f.reportDir, "index.html"), fmt.Sprintf("onecopy soak, seed %d", f.seed), entries); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "reports in %s (index.html)\n", f.reportDir)
 	}
 	switch {
 	case err != nil:
