@@ -64,3 +64,30 @@ var _ = Describe("onecopy gate", func() {
 		Expect(s.Err).To(gbytes.Say(`no scenario or label "nope"`))
 	})
 })
+
+var _ = Describe("onecopy gate --self-test", func() {
+	It("proves the catalog: every correct shape passes every scenario, every scenario catches its mutants", func(ctx SpecContext) {
+		cmd := exec.Command(onecopyBin, "gate", "--self-test", "--seed", "1", "--scale", "0.5", "--parallel", "2")
+		s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(s).WithContext(ctx).WithTimeout(4 * time.Minute).Should(gexec.Exit(0))
+		out := string(s.Out.Contents())
+		Expect(out).To(ContainSubstring("self-test passed"))
+		Expect(out).NotTo(ContainSubstring("MISSED"))
+		Expect(out).NotTo(ContainSubstring("is named by no selected scenario"))
+		for _, m := range []string{"naive", "lease", "no-lock", "fresh-id", "short-timeout", "term-exit", "high-water", "batch-resend"} {
+			Expect(out).To(ContainSubstring(m+": caught"), m)
+		}
+	}, NodeTimeout(5*time.Minute))
+
+	It("fails when a scenario stops catching its mutant", func(ctx SpecContext) {
+		// A scenario told to expect less than its mutant reaches cannot
+		// catch it: the self-test must say so and fail.
+		cmd := exec.Command(onecopyBin, "gate", "--self-test", "--seed", "1", "--scale", "0.5", "--only", "two-instances", "--expect", "two-instances=at-least-once")
+		s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(s).WithContext(ctx).WithTimeout(2 * time.Minute).Should(gexec.Exit(1))
+		Expect(string(s.Out.Contents())).To(ContainSubstring("no-lock: MISSED (at-least-once)"))
+		Expect(string(s.Out.Contents())).To(ContainSubstring("self-test FAILED"))
+	}, NodeTimeout(3*time.Minute))
+})
