@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -37,9 +38,16 @@ frameworks in any language (docs/fakesmtp.md).`,
 	maxSize := fs.Int("max-size", 10<<20, "largest message accepted, in bytes")
 	verbose := fs.BoolP("verbose", "v", false, "log protocol errors and faults to stderr")
 	token := fs.String("token", "", "API `TOKEN` the HTTP API requires (as Authorization: Bearer) of requests that change state; default $ONECOPY_API_TOKEN; needed when --http is not a loopback address")
+	var tf tlsFlags
+	fs.StringVar(&tf.addr, "tls", "", "also serve implicit TLS (like port 465) on `ADDR`")
+	fs.StringVar(&tf.cert, "tls-cert", "", "the TLS certificate `FILE` (PEM; default: one made at start)")
+	fs.StringVar(&tf.key, "tls-key", "", "the TLS key `FILE` (PEM), with --tls-cert")
+	fs.StringVar(&tf.ca, "tls-ca", "", "write the CA that signs the server's certificate to `FILE`, for clients to trust")
+	fs.BoolVar(&tf.require, "require-tls", false, "refuse MAIL and AUTH before STARTTLS (530 5.7.0)")
+	fs.StringArrayVar(&tf.auth, "auth", nil, "accept only these credentials, `USER:PASS` (repeatable; default: any), and refuse MAIL before AUTH")
 	procs := fs.Int("procs", 1, "`N` threads run the server's Go code (GOMAXPROCS); 0 keeps Go's default of one per CPU")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		*code = serveFake(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), fakeFlags{*smtpAddr, *httpAddr, *journal, *faults, *seed, *maxSize, *verbose, *procs, *token})
+		*code = serveFake(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), fakeFlags{*smtpAddr, *httpAddr, *journal, *faults, *seed, *maxSize, *verbose, *procs, *token, tf})
 		return nil
 	}
 	return cmd
@@ -53,6 +61,14 @@ type fakeFlags struct {
 	verbose                     bool
 	procs                       int
 	token                       string
+	tls                         tlsFlags
+}
+
+// tlsFlags are the server's TLS and AUTH settings.
+type tlsFlags struct {
+	addr, cert, key, ca string
+	require             bool
+	auth                []string
 }
 
 func serveFake(ctx context.Context, stdout, stderr io.Writer, ff fakeFlags) int {
@@ -83,7 +99,21 @@ func serveFake(ctx context.Context, stdout, stderr io.Writer, ff fakeFlags) int 
 		*token = os.Getenv("ONECOPY_API_TOKEN")
 	}
 	opts := fakesmtp.Options{Addr: *smtpAddr, HTTPAddr: *httpAddr, Journal: *journal, MaxSize: *maxSize,
-		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(specs, *seed)}, APIToken: *token}
+		Hooks: []fakesmtp.Hook{fakesmtp.NewFaultSet(specs, *seed)}, APIToken: *token,
+		TLSAddr: ff.tls.addr, TLSCertFile: ff.tls.cert, TLSKeyFile: ff.tls.key, TLSCAFile: ff.tls.ca, RequireTLS: ff.tls.require}
+	if (ff.tls.cert == "") != (ff.tls.key == "") {
+		return failed(stderr, nil, usageErr("--tls-cert and --tls-key go together"))
+	}
+	if len(ff.tls.auth) > 0 {
+		opts.Users, opts.RequireAuth = map[string]string{}, true
+		for _, a := range ff.tls.auth {
+			user, pass, ok := strings.Cut(a, ":")
+			if !ok || user == "" {
+				return failed(stderr, nil, usageErr("--auth %q: want USER:PASS", a))
+			}
+			opts.Users[user] = pass
+		}
+	}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
@@ -91,7 +121,13 @@ func serveFake(ctx context.Context, stdout, stderr io.Writer, ff fakeFlags) int 
 	if err != nil {
 		return failed(stderr, nil, err)
 	}
-	fmt.Fprintf(stdout, "onecopy fakesmtp: SMTP on %s\n", srv.Addr())
+	fmt.Fprintf(stdout, "onecopy fakesmtp: SMTP on %s (STARTTLS)\n", srv.Addr())
+	if a := srv.TLSAddr(); a != "" {
+		fmt.Fprintf(stdout, "  implicit TLS on %s\n", a)
+	}
+	if ff.tls.ca != "" {
+		fmt.Fprintf(stdout, "  the CA that signs its certificate: %s\n", ff.tls.ca)
+	}
 	if a := srv.HTTPAddr(); a != "" {
 		fmt.Fprintf(stdout, "  counts:  http://%s/api/v1/recipients\n  faults:  http://%s/api/v1/faults\n  metrics: http://%s/metrics\n", a, a, a)
 		if *token != "" {
