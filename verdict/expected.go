@@ -28,58 +28,76 @@ type Expected struct {
 // NewExpected builds the expected set of list (addresses as typed, case
 // variants and repeats included) less bounced (keys). It keeps list itself
 // when no address needs normalising, so a million-address list is not
-// copied.
+// copied; and it finds repeats with the index it builds anyway, not with a
+// map of every key (50 bytes an address, twice that at the garbage
+// collector's peak).
 func NewExpected(list, bounced []string) *Expected {
 	list = slices.Clip(list)
-	seen := make(map[string]struct{}, len(list))
-	distinct, own := list, false
+	e := &Expected{addrs: list, seed: maphash.MakeSeed()}
+	e.slots = make([]uint32, tableSize(len(list)))
+	own := false // addrs is a copy of its own, no longer list
+	n := 0       // distinct so far: addrs[:n]
 	for i, a := range list {
 		k := mailbox.Key(a)
-		_, dup := seen[k]
-		if !own && (dup || k != a) {
-			distinct, own = append(make([]string, 0, len(list)), list[:i]...), true
-		}
-		if !dup {
-			seen[k] = struct{}{}
-			if own {
-				distinct = append(distinct, k)
+		if _, dup := e.Lookup(k); dup {
+			if !own {
+				e.addrs, own = append(make([]string, 0, len(list)), list[:n]...), true
 			}
+			continue
 		}
+		if !own && (k != a || n != i) {
+			e.addrs, own = append(make([]string, 0, len(list)), list[:n]...), true
+		}
+		if own {
+			e.addrs = append(e.addrs, k)
+		}
+		e.place(k, n)
+		n++
 	}
-	seen = nil
-	e := &Expected{addrs: distinct}
+	e.addrs = e.addrs[:n]
 	if len(bounced) > 0 {
 		out := make(map[string]bool, len(bounced))
 		for _, b := range bounced {
 			out[mailbox.Key(b)] = true
 		}
-		e.addrs = make([]string, 0, len(distinct))
-		for _, a := range distinct {
+		kept := make([]string, 0, n)
+		for _, a := range e.addrs {
 			if out[a] {
 				e.bounced++
 				continue
 			}
-			e.addrs = append(e.addrs, a)
+			kept = append(kept, a)
 		}
+		e.addrs = kept
+		e.index()
 	}
-	e.index()
 	return e
 }
 
-func (e *Expected) index() {
+// tableSize is the index size for n addresses: at most 3/4 full.
+func tableSize(n int) int {
 	size := 8
-	for size*3 < len(e.addrs)*4 { // at most 3/4 full
+	for size*3 < n*4 {
 		size *= 2
 	}
-	e.seed, e.slots = maphash.MakeSeed(), make([]uint32, size)
-	mask := uint64(size - 1)
+	return size
+}
+
+func (e *Expected) index() {
+	e.slots = make([]uint32, tableSize(len(e.addrs)))
 	for i, a := range e.addrs {
-		j := maphash.String(e.seed, a) & mask
-		for e.slots[j] != 0 {
-			j = (j + 1) & mask
-		}
-		e.slots[j] = uint32(i + 1)
+		e.place(a, i)
 	}
+}
+
+// place puts position i (of key a) in the index.
+func (e *Expected) place(a string, i int) {
+	mask := uint64(len(e.slots) - 1)
+	j := maphash.String(e.seed, a) & mask
+	for e.slots[j] != 0 {
+		j = (j + 1) & mask
+	}
+	e.slots[j] = uint32(i + 1)
 }
 
 // Len is the number of expected addresses.

@@ -231,3 +231,27 @@ func TestHistogram(t *testing.T) {
 		}
 	}
 }
+
+func TestExpectedKeepsFirstSpellingsInListOrder(t *testing.T) {
+	e := verdict.NewExpected([]string{"b@x.test", "B@X.test", "a@x.test", "b@x.test", "C@x.test", "c@x.test", "d@x.test"}, []string{"D@x.test"})
+	var got []string
+	for i := range e.Len() {
+		got = append(got, e.Address(i))
+	}
+	if want := []string{"b@x.test", "a@x.test", "c@x.test"}; !slices.Equal(got, want) || e.Bounced() != 1 {
+		t.Fatalf("expected %v (bounced %d), want %v and 1 bounced", got, e.Bounced(), want)
+	}
+	for i, a := range got {
+		if j, ok := e.Lookup(a); !ok || j != i {
+			t.Errorf("Lookup(%s) = %d, %v; want %d", a, j, ok, i)
+		}
+	}
+	if _, ok := e.Lookup("d@x.test"); ok {
+		t.Error("a bounced address is expected")
+	}
+	// A list that needs no normalising is kept as it is.
+	list := []string{"a@x.test", "b@x.test"}
+	if e := verdict.NewExpected(list, nil); e.Len() != 2 || e.Address(1) != "b@x.test" {
+		t.Errorf("plain list: %d addresses", e.Len())
+	}
+}
