@@ -1,7 +1,7 @@
 # onecopy: chaos tests for email senders.
 GO ?= go
 
-.PHONY: build test lint bench bench-go bench-sink bench-big bench-gate bench-detect demo lint fakesmtp fuzz
+.PHONY: build test lint bench bench-go bench-sink bench-big bench-gate bench-detect bench-soak demo fakesmtp fuzz fuzz
 
 # A static binary (SQLite is pure Go), stamped with its VCS revision for
 # onecopy --version.
@@ -15,12 +15,14 @@ test:
 # The figures of docs/PERFORMANCE.md, each beside its reference measured in
 # the same run (about 20 minutes on 2 cores). Not part of `make test`: no
 # timed assertion lives in a test. Each part runs alone too.
-bench: bench-go bench-sink bench-gate bench-detect bench-big
+bench: bench-go bench-sink bench-gate bench-detect bench-soak bench-big
 
 # Go benchmarks: the oracle (copies/s, bytes per recipient at 1,000,000),
-# whole transactions through the guard, the kill -> restart cycle.
+# whole transactions through the guard, the providers' APIs beside SMTP,
+# the kill -> restart cycle per containment mode beside plain os/exec, and
+# the checker's own cost (Judge per copy, onecopy check per copy).
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./fakesmtp ./harness
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./fakesmtp ./harness ./harness/contain ./verdict ./report
 
 # fakesmtp vs Postfix smtp-sink (skipped, with a message, without Postfix).
 bench-sink:
@@ -30,9 +32,14 @@ bench-sink:
 bench-big: build
 	$(GO) run ./bench/bigrun -onecopy bin/onecopy
 
-# The whole scenario catalog against the ledger sender.
+# The whole scenario catalog, sequential and --parallel, against the Go
+# and the Python ledger.
 bench-gate:
 	bench/gate.sh
+
+# A soak's memory per campaign (live heap and RSS, fitted over campaigns).
+bench-soak: build
+	$(GO) run ./bench/soakmem -onecopy bin/onecopy -duration 1m
 
 # Runs needed to expose the checkpoint sender: random=1 vs in-doubt=1 kills.
 bench-detect: build
