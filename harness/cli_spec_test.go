@@ -146,6 +146,15 @@ var _ = Describe("The onecopy CLI", func() {
 			Entry("--retries -1",
 				[]string{"--recipients", "10", "--retries", "-1", "--sender", "builtin:ledger"},
 				"--retries -1: want 0 or more", entryTimeout),
+			Entry("--target bogus",
+				[]string{"--recipients", "10", "--target", "bogus", "--sender", "builtin:ledger"},
+				`--target "bogus": want all | one | sending | instance=K`, entryTimeout),
+			Entry("--target instance=3 of 2 instances",
+				[]string{"--recipients", "10", "--instances", "2", "--target", "instance=3", "--sender", "builtin:ledger"},
+				"--target instance=3: the run has instances 1 to 2", entryTimeout),
+			Entry("--containment bogus",
+				[]string{"--recipients", "10", "--containment", "bogus", "--sender", "builtin:ledger"},
+				`--containment "bogus": want cgroup-v2, cgroup-v1 or subreaper`, entryTimeout),
 		)
 	})
 

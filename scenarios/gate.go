@@ -163,36 +163,42 @@ func (st SelfTest) OK() bool {
 
 // RunSelfTest runs the matrix of selected scenarios. opts.Command is the
 // onecopy binary's `sender` command prefix ([]string{exe, "sender"});
-// mutants are the names of the mutant built-ins (to find unnamed ones).
+// mutants are the names of the mutant built-ins of the transport (to find
+// unnamed ones; over HTTP, the HTTP twins of the scenarios' mutants).
 func RunSelfTest(ctx context.Context, selected []Scenario, opts Options, transport string, mutants []string, parallel int, done func(Result)) SelfTest {
 	st := SelfTest{Shapes: CorrectShapes(transport)}
 	var jobs []Job
 	named := map[string]bool{}
-	for _, s := range selected {
+	rowMutants := make([][]string, len(selected))
+	for i, s := range selected {
 		for _, sh := range st.Shapes {
 			jobs = append(jobs, job(s, opts, sh.Name, sh.Args))
 		}
 		for _, m := range s.Mutants {
-			named[m] = true
 			if transport == "http" {
-				continue // the HTTP built-ins are naive-http and the correct ones
+				// Over HTTP a scenario catches the HTTP twin of its mutant
+				// (naive-http for naive), where there is one.
+				if !slices.Contains(mutants, m+"-http") {
+					continue
+				}
+				m += "-http"
 			}
+			named[m] = true
+			rowMutants[i] = append(rowMutants[i], m)
 			jobs = append(jobs, job(s, opts, m, []string{m}))
 		}
 	}
 	results := RunAll(ctx, jobs, parallel, done)
 	k := 0
-	for _, s := range selected {
+	for i, s := range selected {
 		row := Row{Scenario: s}
 		for range st.Shapes {
 			row.Cells = append(row.Cells, Cell{Sender: results[k].Sender, Result: results[k]})
 			k++
 		}
-		if transport != "http" {
-			for range s.Mutants {
-				row.Cells = append(row.Cells, Cell{Sender: results[k].Sender, Mutant: true, Result: results[k]})
-				k++
-			}
+		for range rowMutants[i] {
+			row.Cells = append(row.Cells, Cell{Sender: results[k].Sender, Mutant: true, Result: results[k]})
+			k++
 		}
 		st.Rows = append(st.Rows, row)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -79,6 +80,19 @@ var _ = Describe("onecopy gate --self-test", func() {
 			Expect(out).To(ContainSubstring(m+": caught"), m)
 		}
 	}, NodeTimeout(5*time.Minute))
+
+	It("proves the catalog over the providers' HTTP APIs: the ledger over Resend passes, naive-http is caught", func(ctx SpecContext) {
+		cmd := exec.Command(onecopyBin, "gate", "--self-test", "--transport", "http", "--seed", "1", "--scale", "0.5", "--parallel", "2")
+		s, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(s).WithContext(ctx).WithTimeout(3 * time.Minute).Should(gexec.Exit(0))
+		out := string(s.Out.Contents())
+		Expect(out).To(ContainSubstring("self-test passed"))
+		Expect(out).To(ContainSubstring("ledger-http-key"))
+		Expect(out).NotTo(ContainSubstring("MISSED"))
+		Expect(out).NotTo(ContainSubstring("is named by no selected scenario"))
+		Expect(strings.Count(out, "naive-http: caught")).To(BeNumerically(">=", 5), out)
+	}, NodeTimeout(4*time.Minute))
 
 	It("fails when a scenario stops catching its mutant", func(ctx SpecContext) {
 		// A scenario told to expect less than its mutant reaches cannot

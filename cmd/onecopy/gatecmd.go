@@ -311,7 +311,8 @@ func selfTest(cmd *cobra.Command, f gateFlags, selected []scenarios.Scenario) in
 	}
 	var mutants []string
 	for _, n := range builtin.Names() {
-		if info, ok := builtin.Describe(n); ok && !info.Correct {
+		// The HTTP built-ins are the mutants of the HTTP self-test only.
+		if info, ok := builtin.Describe(n); ok && !info.Correct && strings.HasSuffix(n, "-http") == (f.transport == "http") {
 			mutants = append(mutants, n)
 		}
 	}

@@ -40,7 +40,7 @@ func Describe(name string) (Info, bool) {
 	return Info{}, false
 }
 
-// baseInfos describes the four original built-ins.
+// baseInfos describes the built-ins that are not mutants of the ledger.
 func baseInfos() []Info {
 	return []Info{
 		{Name: "naive", Bug: "no memory between attempts: every retry resends the head of the list with new Message-IDs",
@@ -50,6 +50,10 @@ func baseInfos() []Info {
 		{Name: "early", Bug: "records its position before sending: a kill mid-send loses that recipient",
 			Rows: []int{3}, Exposes: "--kill during-data=3"},
 		{Name: "ledger", Correct: true},
+		{Name: "naive-http", Bug: "naive over Resend's API: every retry resends the head of the list with new Message-IDs",
+			Rows: []int{1, 15}, Exposes: "--fault reject-nth=101 --retries 3"},
+		{Name: "ledger-http", Correct: true},
+		{Name: "ledger-http-key", Correct: true},
 	}
 }
 
