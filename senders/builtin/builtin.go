@@ -16,7 +16,6 @@
 //     over Options.Connections connections, each transaction recorded after
 //     its reply, retries of 4xx, bounces on 5xx, a file lock against
 //     overlapping instances and a graceful SIGTERM (effectively-once).
-//
 //   - naive-http, ledger-http, ledger-http-key: naive and ledger sending
 //     through Resend's API at ONECOPY_API_URL instead of SMTP, the last
 //     with the Message-ID also as Resend's Idempotency-Key (http_senders.go).
