@@ -106,8 +106,9 @@ type Options struct {
 	RequireAuth bool
 	// APIToken, when set, is required as "Authorization: Bearer TOKEN" by
 	// the HTTP API's requests that change state (PUT /api/v1/faults,
-	// DELETE /api/v1/recipients, POST /api/v1/outage). It must be set when
-	// HTTPAddr is not a loopback address: Start refuses otherwise.
+	// DELETE /api/v1/recipients, POST /api/v1/outage, POST /api/v1/clock).
+	// It must be set when HTTPAddr is not a loopback address: Start
+	// refuses otherwise.
 	APIToken string
 	// APIKey, when set, is the key the fake provider APIs on the HTTP port
 	// require, where each provider carries it (see docs/providers.md);
