@@ -19,7 +19,7 @@ import (
 // Handler serves the control API, /metrics and /healthz:
 //
 //	GET    /api/v1/recipients            every recipient with its counts
-//	GET    /api/v1/recipients/{address}  one recipient (zero counts if none)
+//	GET    /api/v1/recipients/{address}  one recipient (404 with zero counts if it has none)
 //	DELETE /api/v1/recipients            forget every count
 //	GET    /api/v1/sessions              the protocol moment of each connection
 //	GET    /api/v1/faults                {"faults": ["tempfail=0.5", "greylist"], "seed": 7}
@@ -66,9 +66,7 @@ func (srv *Server) handler() (*http.ServeMux, []string) {
 	rt.HandleFunc("GET /api/v1/recipients", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, srv.oracle.Snapshot())
 	})
-	rt.HandleFunc("GET /api/v1/recipients/{address}", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, srv.oracle.Get(r.PathValue("address")))
-	})
+	rt.HandleFunc("GET /api/v1/recipients/{address}", srv.serveRecipient)
 	change("DELETE /api/v1/recipients", func(w http.ResponseWriter, r *http.Request) {
 		if err := srv.Reset(); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -221,8 +219,11 @@ func (srv *Server) clockBody() clockJSON {
 	return clockJSON{srv.Clock(), time.Duration(srv.api.offset.Load()).String()}
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
