@@ -18,7 +18,8 @@ import (
 
 // Handler serves the control API, /metrics and /healthz:
 //
-//	GET    /api/v1/recipients            every recipient with its counts
+//	GET    /api/v1/recipients            every recipient with its counts; filtered and paged with
+//	                                     ?duplicated=true&limit=N&after=ADDRESS
 //	GET    /api/v1/recipients/{address}  one recipient (404 with zero counts if it has none)
 //	DELETE /api/v1/recipients            forget every count
 //	GET    /api/v1/sessions              the protocol moment of each connection
@@ -63,9 +64,7 @@ func (rt *routes) HandleFunc(pattern string, h func(http.ResponseWriter, *http.R
 func (srv *Server) handler() (*http.ServeMux, []string) {
 	rt := &routes{mux: http.NewServeMux()}
 	change := func(pattern string, h http.HandlerFunc) { rt.Handle(pattern, srv.authorized(h)) }
-	rt.HandleFunc("GET /api/v1/recipients", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, srv.oracle.Snapshot())
-	})
+	rt.HandleFunc("GET /api/v1/recipients", srv.serveRecipients)
 	rt.HandleFunc("GET /api/v1/recipients/{address}", srv.serveRecipient)
 	change("DELETE /api/v1/recipients", func(w http.ResponseWriter, r *http.Request) {
 		if err := srv.Reset(); err != nil {
