@@ -1,5 +1,5 @@
-// The HTTP API: counts for test frameworks in any language, faults changed
-// at runtime, and /metrics.
+// The HTTP API: counts for test frameworks in any language, waits on them,
+// faults changed at runtime, and /metrics.
 
 package fakesmtp
 
@@ -23,6 +23,7 @@ import (
 //	GET    /api/v1/recipients/{address}  one recipient (404 with zero counts if it has none)
 //	DELETE /api/v1/recipients            forget every count
 //	GET    /api/v1/sessions              the protocol moment of each connection
+//	GET    /api/v1/wait?copies=N         block until N copies, address=A has a copy, or quiet=D
 //	GET    /api/v1/faults                {"faults": ["tempfail=0.5", "greylist"], "seed": 7}
 //	PUT    /api/v1/faults                replace them (same body; seed optional)
 //	POST   /api/v1/outage?for=2s         take the SMTP port down for a while
@@ -60,6 +61,17 @@ func (rt *routes) HandleFunc(pattern string, h func(http.ResponseWriter, *http.R
 	rt.Handle(pattern, http.HandlerFunc(h))
 }
 
+// sendRoutes mounts the provider send APIs, each request counted as an
+// open session while it is served (for the quiet wait).
+type sendRoutes struct {
+	rt  *routes
+	srv *Server
+}
+
+func (s sendRoutes) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	s.rt.HandleFunc(pattern, s.srv.sending(h))
+}
+
 // handler builds the HTTP API and lists the patterns it serves.
 func (srv *Server) handler() (*http.ServeMux, []string) {
 	rt := &routes{mux: http.NewServeMux()}
@@ -76,6 +88,7 @@ func (srv *Server) handler() (*http.ServeMux, []string) {
 	rt.HandleFunc("GET /api/v1/sessions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, srv.Sessions())
 	})
+	rt.HandleFunc("GET /api/v1/wait", srv.serveWait)
 	rt.HandleFunc("GET /api/v1/faults", func(w http.ResponseWriter, r *http.Request) {
 		if fs := srv.faultSet(w); fs != nil {
 			writeJSON(w, faultsBody(fs))
@@ -113,7 +126,7 @@ func (srv *Server) handler() (*http.ServeMux, []string) {
 	rt.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	srv.mountAPI(rt)
+	srv.mountAPI(sendRoutes{rt, srv})
 	return rt.mux, rt.patterns
 }
 

@@ -301,6 +301,7 @@ func TestControlAPIToken(t *testing.T) {
 		{"POST", "/api/v1/clock?advance=1h", "", "", 401},
 		{"GET", "/api/v1/recipients", "", "", 200},
 		{"GET", "/api/v1/clock", "", "", 200},
+		{"GET", "/api/v1/wait?quiet=1ns&timeout=0s", "", "", 200},
 		{"POST", "/api/v1/clock?advance=1h", "", "Bearer " + token, 200},
 		{"PUT", "/api/v1/faults", `{"faults":["greylist"]}`, "Bearer " + token, 200},
 		{"PUT", "/api/v1/faults", `{"faults":["greylist"]}{"faults":[]}`, "Bearer " + token, 400},

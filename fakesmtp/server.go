@@ -224,6 +224,7 @@ type Server struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	api     apiState // the provider APIs on the HTTP port (api.go)
+	wait    waitHub  // GET /api/v1/wait (http_wait.go)
 
 	nextID   atomic.Uint64
 	nextTxn  atomic.Uint64
@@ -247,6 +248,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		log:      opts.Logger,
 		sessions: make(map[uint64]*session),
 	}
+	srv.wait.start = time.Now()
 	srv.ctx, srv.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var err error
 	if srv.metrics = opts.Metrics; srv.metrics == nil {
@@ -467,8 +469,10 @@ func (srv *Server) admit(c net.Conn, overTLS bool) (*session, bool) {
 
 func (srv *Server) sessionDone(s *session) {
 	srv.mu.Lock()
+	srv.wait.sessionEnded() // under the lock that counts it open: see waitState
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
+	srv.oracle.changed.notify()
 	srv.metrics.sessions.Dec()
 	srv.wg.Done()
 }
