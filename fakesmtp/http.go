@@ -1,5 +1,5 @@
 // The HTTP API: counts for test frameworks in any language, waits on them,
-// faults changed at runtime, and /metrics.
+// faults changed at runtime, and /metrics. docs/openapi.yaml describes it.
 
 package fakesmtp
 
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/onecopy/onecopy/docs"
 )
 
 // Handler serves the control API, /metrics and /healthz:
@@ -29,6 +31,7 @@ import (
 //	POST   /api/v1/outage?for=2s         take the SMTP port down for a while
 //	GET    /api/v1/clock                 the fake providers' clock
 //	POST   /api/v1/clock?advance=25h     move it ahead
+//	GET    /api/v1/openapi.yaml          all of this as OpenAPI 3 (docs/openapi.yaml)
 //
 // and the provider send APIs (mountAPI, api.go).
 //
@@ -46,7 +49,8 @@ type router interface {
 	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
 }
 
-// routes mounts handlers on a mux and keeps every pattern it was given.
+// routes mounts handlers on a mux and keeps every pattern, so a test can
+// hold docs/openapi.yaml to exactly what is served.
 type routes struct {
 	mux      *http.ServeMux
 	patterns []string
@@ -121,6 +125,10 @@ func (srv *Server) handler() (*http.ServeMux, []string) {
 		}
 		srv.AdvanceClock(d)
 		writeJSON(w, srv.clockBody())
+	})
+	rt.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		io.WriteString(w, docs.OpenAPI())
 	})
 	rt.Handle("GET /metrics", promhttp.HandlerFor(srv.opts.Registry, promhttp.HandlerOpts{Registry: srv.opts.Registry}))
 	rt.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
