@@ -174,10 +174,11 @@ func (q *apiReq) request(code string) {
 	q.srv.metrics.api.requests.WithLabelValues(q.p.name(), code).Inc()
 }
 
-// mountAPI adds the providers' send endpoints and the fake's clock to the
-// HTTP API. Each provider answers under its own request paths, so its SDK
-// works with its base URL set to the server's.
-func (srv *Server) mountAPI(mux *http.ServeMux) {
+// mountAPI adds the providers' send endpoints to the HTTP API (the fake's
+// clock is with the control API, http.go). Each provider answers under its
+// own request paths, so its SDK works with its base URL set to the
+// server's.
+func (srv *Server) mountAPI(mux router) {
 	send := func(p apiProvider) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) { srv.serveSend(p, w, r) }
 	}
@@ -192,20 +193,6 @@ func (srv *Server) mountAPI(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("POST /emails", send(resend{}))
 	mux.HandleFunc("POST /emails/batch", send(resend{batch: true}))
-
-	mux.HandleFunc("GET /api/v1/clock", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, srv.clockBody())
-	})
-	mux.HandleFunc("POST /api/v1/clock", func(w http.ResponseWriter, r *http.Request) {
-		v := r.URL.Query().Get("advance")
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			http.Error(w, fmt.Sprintf("advance=%q: want a positive duration, like /api/v1/clock?advance=25h", v), http.StatusBadRequest)
-			return
-		}
-		srv.AdvanceClock(d)
-		writeJSON(w, srv.clockBody())
-	})
 }
 
 // apiReq is one send request being served.

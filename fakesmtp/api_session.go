@@ -353,10 +353,3 @@ func (srv *Server) AdvanceClock(d time.Duration) time.Time {
 	srv.api.offset.Add(int64(d))
 	return srv.Clock()
 }
-
-func (srv *Server) clockBody() any {
-	return struct {
-		Now    time.Time `json:"now"`
-		Offset string    `json:"offset"`
-	}{srv.Clock(), time.Duration(srv.api.offset.Load()).String()}
-}

@@ -124,8 +124,12 @@ func TestHTTPAPI(t *testing.T) {
 		t.Fatalf("/healthz: %d %q", code, b)
 	}
 	api.check(srv, map[string][2]int{})
+	// An address with no copy: 404, with a body that still says which
+	// mailbox it is and that it has nothing.
 	var nobody apiRecipient
-	api.getJSON("/api/v1/recipients/nobody@x.test", &nobody)
+	if code, b := api.do("GET", "/api/v1/recipients/Nobody@X.test"); code != http.StatusNotFound || json.Unmarshal(b, &nobody) != nil {
+		t.Errorf("GET /api/v1/recipients/Nobody@X.test: %d %s, want 404 with a JSON body", code, b)
+	}
 	if nobody.Address != "nobody@x.test" || nobody.Copies != 0 {
 		t.Errorf("unknown recipient: %+v", nobody)
 	}

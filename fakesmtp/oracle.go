@@ -59,8 +59,14 @@ const (
 // Oracle counts copies per normalised address. The zero value is not usable;
 // call NewOracle.
 type Oracle struct {
-	seed   maphash.Seed
-	shards [oracleShards]shard
+	seed maphash.Seed
+	// changed is signalled at every Record, for the waits (http_wait.go);
+	// resets counts Reset calls, so they can tell a counter that went
+	// back to where it was from one that never moved.
+	changed signal
+	resets  atomic.Int64
+	_       [64]byte // every Record reads changed: keep it off shard 0's lock's cache line
+	shards  [oracleShards]shard
 }
 
 // shard is one lock's worth of the oracle. Its counters are atomics only so
@@ -75,7 +81,9 @@ type shard struct {
 
 // NewOracle returns an empty oracle.
 func NewOracle() *Oracle {
-	return &Oracle{seed: maphash.MakeSeed()}
+	o := &Oracle{seed: maphash.MakeSeed()}
+	o.changed.init()
+	return o
 }
 
 // Record counts one copy for each address in rcpts (already normalised and
@@ -109,6 +117,7 @@ func (o *Oracle) Record(at time.Time, rcpts []string, messageID string) {
 		sh.copies.Add(1)
 		sh.mu.Unlock()
 	}
+	o.changed.notify()
 }
 
 // Copies is the total number of copies counted.
@@ -181,6 +190,7 @@ func (o *Oracle) Histogram() [5]int64 {
 
 // Reset forgets every count.
 func (o *Oracle) Reset() {
+	o.resets.Add(1)
 	for i := range o.shards {
 		sh := &o.shards[i]
 		sh.mu.Lock()

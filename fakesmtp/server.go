@@ -106,8 +106,9 @@ type Options struct {
 	RequireAuth bool
 	// APIToken, when set, is required as "Authorization: Bearer TOKEN" by
 	// the HTTP API's requests that change state (PUT /api/v1/faults,
-	// DELETE /api/v1/recipients, POST /api/v1/outage). It must be set when
-	// HTTPAddr is not a loopback address: Start refuses otherwise.
+	// DELETE /api/v1/recipients, POST /api/v1/outage, POST /api/v1/clock).
+	// It must be set when HTTPAddr is not a loopback address: Start
+	// refuses otherwise.
 	APIToken string
 	// APIKey, when set, is the key the fake provider APIs on the HTTP port
 	// require, where each provider carries it (see docs/providers.md);
@@ -223,6 +224,7 @@ type Server struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	api     apiState // the provider APIs on the HTTP port (api.go)
+	wait    waitHub  // GET /api/v1/wait (http_wait.go)
 
 	nextID   atomic.Uint64
 	nextTxn  atomic.Uint64
@@ -246,6 +248,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		log:      opts.Logger,
 		sessions: make(map[uint64]*session),
 	}
+	srv.wait.start = time.Now()
 	srv.ctx, srv.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var err error
 	if srv.metrics = opts.Metrics; srv.metrics == nil {
@@ -466,8 +469,10 @@ func (srv *Server) admit(c net.Conn, overTLS bool) (*session, bool) {
 
 func (srv *Server) sessionDone(s *session) {
 	srv.mu.Lock()
+	srv.wait.sessionEnded() // under the lock that counts it open: see waitState
 	delete(srv.sessions, s.id)
 	srv.mu.Unlock()
+	srv.oracle.changed.notify()
 	srv.metrics.sessions.Dec()
 	srv.wg.Done()
 }
