@@ -96,7 +96,7 @@ Containment: every process an attempt starts, daemons included, is killed and pa
 		Example: `  onecopy run --recipients 1000 --kill at=25%,50%,75% --sender builtin:naive
   onecopy run --recipients 1000 --kill in-doubt=3 --expect effectively-once --report out.json -- python3 examples/senders/python/ledger.py
   onecopy run --list examples/senders/subscribers.txt --signal TERM --grace 5s --kill random=3 --seed 7 -- sh examples/senders/shell/naive.sh
-  onecopy run --recipients 200 --instances 2 --kill at=40% --signal STOP --pause 1s --target sending --sender builtin:ledger`,
+  onecopy run --recipients 200 --instances 2 --kill during-data=1 --signal STOP --pause 1s --target sending --sender builtin:ledger`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			seedSet := cmd.Flags().Changed("seed")
 			if !seedSet {

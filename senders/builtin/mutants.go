@@ -104,7 +104,7 @@ func mutants() []mutant {
 		// sending the pending list it read at start, which the instance
 		// that took the lease over also sends. A paused instance exposes it.
 		{Info{Name: "lease", Bug: "a 300ms lease file instead of a lock, refreshed without checking it still holds it: a paused instance wakes and sends what its successor sent",
-			Rows: []int{9, 10}, Exposes: "--instances 2 --kill at=40% --signal STOP --pause 1s --target sending"},
+			Rows: []int{9, 10}, Exposes: "--instances 2 --kill during-data=1 --signal STOP --pause 1s --target sending"},
 			ledgerMutant("lease", bugs{lock: lockLease}, Options{})},
 		// No lock at all: two instances at once both send the pending list.
 		{Info{Name: "no-lock", Bug: "takes no lock: two instances at once both send the pending list",
