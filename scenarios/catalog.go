@@ -73,7 +73,7 @@ func Catalog() []Scenario {
 			Recipients: 200, Kills: []string{"random=3"}, Expect: verdict.EffectivelyOnce, Why: doubt,
 			Mutants: []string{"naive", "checkpoint"}},
 		{Name: "slow-ack", Mode: "client timeout shorter than the server's post-DATA work", Rows: []int{6}, Labels: []string{"fault", "in-doubt"},
-			Recipients: 40, Faults: []string{"slow-ack=500ms@0.2"}, Expect: verdict.EffectivelyOnce,
+			Recipients: 40, Faults: []string{"slow-ack=300ms@0.2"}, Expect: verdict.EffectivelyOnce,
 			Why:     "a client that waits less than the held 250 leaves its transaction in doubt",
 			Mutants: []string{"short-timeout"}},
 		{Name: "cut-after-dot", Mode: "connection drops after the final dot", Rows: []int{7}, Labels: []string{"fault", "in-doubt"},
