@@ -124,7 +124,7 @@ def worker():
                 rows = send(conn, k, rows)
                 if rows:
                     tries += 1
-                    time.sleep(min(0.02 * 2 ** tries, 1))
+                    time.sleep(min(0.02 * 2 ** (tries - 1), 1))  # 20ms, 40ms, ... 1s
             except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, socket.error, OSError):
                 # In doubt, or refused: the same batch again, same Message-ID.
                 if conn is not None:
@@ -134,7 +134,7 @@ def worker():
                         pass
                 conn = None
                 tries += 1
-                time.sleep(min(0.02 * 2 ** tries, 1))
+                time.sleep(min(0.02 * 2 ** (tries - 1), 1))  # 20ms, 40ms, ... 1s
         if rows:
             failed.append(k)
     if conn is not None:
