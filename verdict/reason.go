@@ -25,7 +25,7 @@ func (a *Accounting) Reason(expect Level) string {
 		p := fmt.Sprintf("%d got more than one (%d extra copies: %d explained by in-doubt transactions, %d that no in-doubt transaction explains",
 			t.Duplicated, t.Extra, t.Explained, t.Unexplained)
 		if t.NewIDs > 0 {
-			p += fmt.Sprintf("; %d addresses with a new Message-ID on a repeat", t.NewIDs)
+			p += fmt.Sprintf("; %d addresses repeated under a new Message-ID or none", t.NewIDs)
 		}
 		p += ")"
 		if names := a.unexplainedNames(3); names != "" {
